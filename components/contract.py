@@ -1,0 +1,177 @@
+"""The feature contract: one schema file, the only place that knows its format.
+
+A schema file is JSON with:
+  name, version        identify the contract (the version is recorded on every registered model)
+  label                the binary label column
+  features             feature column -> kind: "numeric", "categorical" or "boolean"
+  pandera              the columns and checks, in pandera's own JSON serialization
+
+pandera's serialization drops column metadata, so label and kinds live beside it.
+Validation, training, serving and drift all read the contract from here.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+
+import fsspec
+import pandas as pd
+import pandera.pandas as pa
+
+KINDS = ("numeric", "categorical", "boolean")
+
+
+class ContractError(ValueError):
+    """The schema file is unreadable or malformed."""
+
+
+@dataclass(frozen=True)
+class Contract:
+    name: str
+    version: str
+    label: str
+    features: dict[str, str]
+    pandera_json: str
+    source: str = "<memory>"
+
+    @cached_property
+    def schema(self) -> pa.DataFrameSchema:
+        return pa.DataFrameSchema.from_json(self.pandera_json)
+
+    def of_kind(self, kind: str) -> list[str]:
+        return [c for c, k in self.features.items() if k == kind]
+
+    @property
+    def numeric(self) -> list[str]:
+        return self.of_kind("numeric")
+
+    @property
+    def categorical(self) -> list[str]:
+        return self.of_kind("categorical")
+
+    @property
+    def boolean(self) -> list[str]:
+        return self.of_kind("boolean")
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return list(self.features)
+
+    @property
+    def feature_schema(self) -> pa.DataFrameSchema:
+        """The checks on features alone: what a serving request must satisfy."""
+        return self.schema.remove_columns([self.label])
+
+    def nullable(self, column: str) -> bool:
+        return bool(self.schema.columns[column].nullable)
+
+    def allowed_values(self, column: str) -> list | None:
+        """The values an `isin` check allows for a column, if it has one."""
+        for check in self.schema.columns[column].checks:
+            if check.name == "isin":
+                return list(check.statistics["allowed_values"])
+        return None
+
+    def value_range(self, column: str) -> tuple[float | None, float | None]:
+        """(min, max) from the column's range checks; None where unbounded."""
+        lo = hi = None
+        for check in self.schema.columns[column].checks:
+            stats = check.statistics or {}
+            if check.name == "in_range":
+                lo, hi = stats["min_value"], stats["max_value"]
+            elif check.name in ("greater_than_or_equal_to", "greater_than"):
+                lo = stats["min_value"]
+            elif check.name in ("less_than_or_equal_to", "less_than"):
+                hi = stats["max_value"]
+        return lo, hi
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "label": self.label,
+            "features": dict(self.features),
+            "pandera": json.loads(self.pandera_json),
+        }
+
+
+def parse(doc: dict, source: str = "<memory>") -> Contract:
+    """Build a Contract from a schema document; every inconsistency names the file."""
+    if not isinstance(doc, dict):
+        raise ContractError(f"{source}: a schema file must hold a JSON object")
+    missing = [k for k in ("name", "version", "label", "features", "pandera") if k not in doc]
+    if missing:
+        raise ContractError(f"{source}: missing key(s) {missing}; expected name, version, label, features, pandera")
+    unknown = sorted(set(doc) - {"name", "version", "label", "features", "pandera", "description"})
+    if unknown:
+        raise ContractError(f"{source}: unknown key(s) {unknown}")
+    features = doc["features"]
+    if not isinstance(features, dict) or not features:
+        raise ContractError(f"{source}: 'features' must map each feature column to its kind")
+    bad_kinds = {c: k for c, k in features.items() if k not in KINDS}
+    if bad_kinds:
+        raise ContractError(f"{source}: unknown feature kind(s) {bad_kinds}; allowed: {list(KINDS)}")
+    label = doc["label"]
+    if label in features:
+        raise ContractError(f"{source}: label column {label!r} is also listed as a feature")
+    contract = Contract(
+        name=str(doc["name"]),
+        version=str(doc["version"]),
+        label=label,
+        features=dict(features),
+        pandera_json=json.dumps(doc["pandera"], sort_keys=False),
+        source=source,
+    )
+    try:
+        columns = set(contract.schema.columns)
+    except Exception as exc:  # pandera raises several types for a malformed document
+        raise ContractError(f"{source}: the 'pandera' section is not a valid pandera schema: {exc}") from exc
+    undeclared = [c for c in [*features, label] if c not in columns]
+    if undeclared:
+        raise ContractError(f"{source}: column(s) {undeclared} have no entry in the pandera columns")
+    unused = sorted(columns - set(features) - {label})
+    if unused:
+        raise ContractError(f"{source}: pandera column(s) {unused} are neither a feature nor the label")
+    return contract
+
+
+def load(uri: str) -> Contract:
+    """Load a schema file from a local path or an fsspec URL."""
+    try:
+        with fsspec.open(uri, "r") as fh:
+            doc = json.load(fh)
+    except FileNotFoundError as exc:
+        raise ContractError(f"{uri}: schema file not found") from exc
+    except json.JSONDecodeError as exc:
+        raise ContractError(f"{uri}: not valid JSON ({exc})") from exc
+    except OSError as exc:
+        raise ContractError(f"{uri}: cannot read schema file ({exc})") from exc
+    return parse(doc, source=uri)
+
+
+def kind_of_dtype(dtype) -> str:
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_numeric_dtype(dtype):
+        return "numeric"
+    return "categorical"
+
+
+def infer(df: pd.DataFrame, label: str, name: str, version: str = "1") -> dict:
+    """A starter schema document for a new table: pandera's inference, kinds from dtypes."""
+    if label not in df.columns:
+        raise ContractError(f"label column {label!r} is not in the data (columns: {list(df.columns)})")
+    inferred = json.loads(pa.infer_schema(df).to_json())
+    inferred.pop("index", None)
+    inferred["coerce"] = False
+    inferred["strict"] = True
+    for column, spec in inferred["columns"].items():
+        spec.setdefault("nullable", bool(df[column].isna().any()))
+    return {
+        "name": name,
+        "version": version,
+        "label": label,
+        "features": {c: kind_of_dtype(df[c].dtype) for c in df.columns if c != label},
+        "pandera": inferred,
+    }

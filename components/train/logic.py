@@ -1,0 +1,165 @@
+"""Train a scikit-learn Pipeline whose preprocessing comes from the feature contract."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import pandas as pd
+from joblib.hashing import NumpyHasher
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.inspection import permutation_importance
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from components.contract import Contract
+
+ESTIMATORS = {
+    "hist_gradient_boosting": HistGradientBoostingClassifier,
+    "random_forest": RandomForestClassifier,
+    "logistic_regression": LogisticRegression,
+}
+# Types skops must be told to trust when loading these pipelines; anything else fails loudly.
+TRUSTED_TYPES = [
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+]
+CONFIG_KEYS = {"seed", "test_size", "estimator", "params", "tuning", "importance"}
+TUNING_KEYS = {"param_grid", "cv", "scoring", "max_rows"}
+IMPORTANCE_KEYS = {"n_repeats", "max_rows"}
+
+
+class TrainingConfigError(ValueError):
+    """The training configuration is malformed."""
+
+
+def check_config(config: dict, source: str = "training config") -> dict:
+    """Reject unknown or missing keys and unknown estimators, naming the source."""
+    if not isinstance(config, dict):
+        raise TrainingConfigError(f"{source}: expected a mapping, got {type(config).__name__}")
+    for keys, section, name in ((CONFIG_KEYS, config, "training"),
+                                (TUNING_KEYS, config.get("tuning") or {}, "training.tuning"),
+                                (IMPORTANCE_KEYS, config.get("importance") or {}, "training.importance")):
+        unknown = sorted(set(section) - keys)
+        if unknown:
+            raise TrainingConfigError(f"{source}: unknown key(s) {unknown} in '{name}'; allowed: {sorted(keys)}")
+    missing = sorted({"seed", "test_size", "estimator"} - set(config))
+    if missing:
+        raise TrainingConfigError(f"{source}: missing key(s) {missing} in 'training'")
+    if config["estimator"] not in ESTIMATORS:
+        raise TrainingConfigError(
+            f"{source}: unknown estimator {config['estimator']!r}; allowed: {sorted(ESTIMATORS)}")
+    if not 0 < float(config["test_size"]) < 1:
+        raise TrainingConfigError(f"{source}: test_size must be between 0 and 1, got {config['test_size']}")
+    try:
+        ESTIMATORS[config["estimator"]](**(config.get("params") or {}))
+    except TypeError as exc:
+        raise TrainingConfigError(f"{source}: bad 'params' for {config['estimator']}: {exc}") from exc
+    return config
+
+
+def build_pipeline(contract: Contract, estimator: str, params: dict, seed: int) -> Pipeline:
+    """Impute and scale numeric features; one-hot categorical and boolean ones (missing is a category)."""
+    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    discrete = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+    pre = ColumnTransformer(
+        [(name, steps, cols) for name, steps, cols in (
+            ("numeric", numeric, contract.numeric),
+            ("discrete", discrete, contract.categorical + contract.boolean)) if cols],
+        remainder="drop",
+    )
+    cls = ESTIMATORS[estimator]
+    kwargs = dict(params)
+    if "random_state" in cls().get_params():
+        kwargs.setdefault("random_state", seed)
+    return Pipeline([("preprocess", pre), ("model", cls(**kwargs))])
+
+
+@dataclass
+class TrainResult:
+    pipeline: Pipeline
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    best_params: dict
+    cv_score: float | None
+    importances: dict[str, float]
+
+
+def _sample(df: pd.DataFrame, label: str, max_rows: int | None, seed: int) -> pd.DataFrame:
+    if not max_rows or len(df) <= max_rows:
+        return df
+    sample, _ = train_test_split(df, train_size=max_rows, stratify=df[label], random_state=seed)
+    return sample
+
+
+def train(df: pd.DataFrame, contract: Contract, config: dict) -> TrainResult:
+    """Stratified split, optional grid search on a sample, refit on the whole training split."""
+    check_config(config)
+    seed = int(config["seed"])
+    label = contract.label
+    classes = df[label].nunique()
+    if classes != 2:
+        raise ValueError(f"label column {label!r} must hold exactly 2 classes to train, found {classes}")
+    train_df, holdout = train_test_split(df, test_size=float(config["test_size"]),
+                                         stratify=df[label], random_state=seed)
+    pipeline = build_pipeline(contract, config["estimator"], config.get("params") or {}, seed)
+    features = contract.feature_columns
+    best_params, cv_score = {}, None
+    tuning = config.get("tuning") or {}
+    if tuning.get("param_grid"):
+        grid = {f"model__{k}": v for k, v in tuning["param_grid"].items()}
+        sample = _sample(train_df, label, tuning.get("max_rows"), seed)
+        search = GridSearchCV(pipeline, grid, scoring=tuning.get("scoring", "roc_auc"),
+                              cv=StratifiedKFold(int(tuning.get("cv", 3)), shuffle=True, random_state=seed),
+                              n_jobs=1, refit=False)
+        search.fit(sample[features], sample[label])
+        best_params = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
+        cv_score = float(search.best_score_)
+        pipeline.set_params(**search.best_params_)
+    pipeline.fit(train_df[features], train_df[label])
+
+    imp_cfg = config.get("importance") or {}
+    imp_df = _sample(holdout, label, imp_cfg.get("max_rows"), seed)
+    result = permutation_importance(pipeline, imp_df[features], imp_df[label], scoring="roc_auc",
+                                    n_repeats=int(imp_cfg.get("n_repeats", 3)), random_state=seed, n_jobs=1)
+    importances = {f: round(float(v), 6) for f, v in zip(features, result.importances_mean)}
+    return TrainResult(pipeline, train_df, holdout, best_params, cv_score, importances)
+
+
+def save_model(result: TrainResult, contract: Contract, path: str) -> str:
+    """Write an MLflow-format model directory (skops, signature, input example); return the model hash.
+
+    Serving needs nothing else: the directory names its requirements and the types skops must trust.
+    """
+    from importlib.metadata import version
+
+    import mlflow.sklearn
+    import skops.io as sio
+    from mlflow.models import infer_signature
+
+    untrusted = set(sio.get_untrusted_types(data=sio.dumps(result.pipeline)))
+    unknown = sorted(untrusted - set(TRUSTED_TYPES))
+    if unknown:
+        raise TypeError(f"the model holds types skops is not told to trust: {unknown}; "
+                        f"review them and add them to TRUSTED_TYPES in {__name__}")
+    example = result.holdout[contract.feature_columns].head(5)
+    digest = model_sha256(result.pipeline)
+    mlflow.sklearn.save_model(
+        result.pipeline, path, serialization_format="skops", skops_trusted_types=sorted(untrusted),
+        signature=infer_signature(example, result.pipeline.predict(example)), input_example=example,
+        pip_requirements=[f"{p}=={version(p)}" for p in ("mlflow", "scikit-learn", "skops", "pandas")],
+        metadata={"model_sha256": digest, "contract": f"{contract.name} v{contract.version}"})
+    return digest
+
+
+def model_sha256(pipeline: Pipeline) -> str:
+    """Hash of the fitted estimator's content (arrays by value): same data and config, same hash."""
+    return NumpyHasher(hash_name="sha256").hash(pipeline)
+
+
+def config_sha256(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""Command line and local orchestration for the tabular MLOps pipelines."""

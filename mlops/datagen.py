@@ -1,0 +1,89 @@
+"""Synthetic card transactions matching schemas/features_v2.json, with learnable fraud signal."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+CHANNELS = ["pos", "online", "mobile", "atm"]
+CATEGORIES = ["grocery", "restaurants", "fuel", "electronics", "online_retail", "travel",
+              "entertainment", "health", "jewelry", "gambling", "cash_advance", "other"]
+# Mix of merchant categories for card-present and card-not-present transactions.
+_MIX_PRESENT = np.array([30, 20, 12, 5, 0, 3, 8, 8, 2, 2, 0, 10], dtype=float)
+_MIX_REMOTE = np.array([6, 6, 0, 16, 40, 12, 8, 3, 3, 4, 0, 2], dtype=float)
+_AMOUNT_FACTOR = dict(zip(CATEGORIES, [0.8, 0.7, 0.9, 3.0, 1.3, 4.0, 1.0, 1.2, 5.0, 1.5, 2.0, 1.0]))
+_CATEGORY_RISK = dict(zip(CATEGORIES, [0.0, 0.0, 0.2, 0.7, 0.5, 0.4, 0.1, 0.0, 1.0, 1.0, 0.9, 0.2]))
+_INTERCEPT = -8.3
+
+# What --drift shifts: larger amounts, more online retail and electronics, less trusted devices and
+# bursts of transactions. The fraud mechanism itself is unchanged (covariate shift).
+DRIFTED_FEATURES = ("amount", "merchant_category", "device_trust_score", "txn_count_1h")
+
+
+def generate(rows: int, seed: int = 0, drift: float = 0.0) -> pd.DataFrame:
+    """`rows` transactions; `drift` (0 = none, 1 = strong) shifts DRIFTED_FEATURES."""
+    if rows < 1:
+        raise ValueError(f"rows must be at least 1, got {rows}")
+    if drift < 0:
+        raise ValueError(f"drift must be >= 0, got {drift}")
+    rng = np.random.default_rng(seed)
+    channel = rng.choice(CHANNELS, size=rows, p=[0.55, 0.30, 0.10, 0.05])
+    card_present = np.where(np.isin(channel, ["pos", "atm"]), rng.random(rows) < 0.97, rng.random(rows) < 0.02)
+
+    remote_mix = _MIX_REMOTE.copy()
+    remote_mix[CATEGORIES.index("online_retail")] *= 1 + drift
+    remote_mix[CATEGORIES.index("electronics")] *= 1 + 2 * drift
+    category = np.where(
+        card_present,
+        rng.choice(CATEGORIES, size=rows, p=_MIX_PRESENT / _MIX_PRESENT.sum()),
+        rng.choice(CATEGORIES, size=rows, p=remote_mix / remote_mix.sum()),
+    )
+    category = np.where(channel == "atm", "cash_advance", category)
+
+    amount_avg_30d = np.round(rng.lognormal(3.8, 0.6, rows), 2)
+    factor = np.vectorize(_AMOUNT_FACTOR.get)(category)
+    amount = amount_avg_30d * factor * rng.lognormal(0.0, 0.7, rows) * (1 + drift)
+    amount = np.round(np.clip(amount, 0.01, 50000.0), 2)
+
+    hour = np.mod(np.round(rng.normal(14, 4.5, rows)), 24).astype("int64")
+    day = rng.integers(0, 7, rows, dtype="int64")
+    count_1h = rng.poisson(0.3 * (1 + 2 * drift), rows).astype("int64")
+    count_24h = (count_1h + rng.poisson(3.0, rows)).astype("int64")
+    account_age = np.clip(rng.exponential(1500, rows), 0, 36500).astype("int64")
+    international = rng.random(rows) < 0.06
+    distance = rng.lognormal(1.5, 1.2, rows) + international * rng.uniform(300, 9000, rows)
+    distance = np.round(np.clip(distance, 0, 20050.0), 1)
+    distance[rng.random(rows) < 0.05] = np.nan
+    trust = np.clip(rng.beta(5, 2, rows) - 0.3 * drift, 0, 1).round(3)
+    trust[card_present] = np.nan
+
+    risk = np.vectorize(_CATEGORY_RISK.get)(category)
+    logit = (
+        _INTERCEPT
+        + 2.0 * np.log(amount / np.maximum(amount_avg_30d, 0.01))
+        + 1.2 * count_1h
+        + 1.5 * international
+        + 2.0 * ((hour >= 0) & (hour <= 5))
+        + 2.5 * risk
+        + 1.0 * ~card_present
+        - 8.0 * (np.nan_to_num(trust, nan=0.7) - 0.7)
+        - 0.3 * np.log1p(account_age / 30)
+        + 0.15 * np.log1p(np.nan_to_num(distance, nan=5.0))
+    )
+    is_fraud = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype("int64")
+
+    return pd.DataFrame({
+        "amount": amount,
+        "amount_avg_30d": amount_avg_30d,
+        "hour_of_day": hour,
+        "day_of_week": day,
+        "txn_count_1h": count_1h,
+        "txn_count_24h": count_24h,
+        "account_age_days": account_age,
+        "distance_from_home_km": distance,
+        "device_trust_score": trust,
+        "merchant_category": category.astype(object),
+        "channel": channel.astype(object),
+        "card_present": card_present,
+        "is_international": international,
+        "is_fraud": is_fraud,
+    })
