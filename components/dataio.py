@@ -1,6 +1,8 @@
 """Reading and writing tables: Parquet or CSV in, Parquet out; local paths and fsspec URLs."""
 from __future__ import annotations
 
+import hashlib
+
 import fsspec
 import pandas as pd
 
@@ -26,6 +28,15 @@ def read_table(uri: str) -> pd.DataFrame:
     if df.empty:
         raise DataError(f"{uri}: the table has no rows")
     return df
+
+
+def sha256(uri: str) -> str:
+    """sha256 of a file's bytes: the data lineage recorded on a registered model."""
+    digest = hashlib.sha256()
+    with fsspec.open(uri, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_table(df: pd.DataFrame, uri: str) -> None:

@@ -37,8 +37,17 @@ class TrainingConfigError(ValueError):
     """The training configuration is malformed."""
 
 
+def _integral(value):
+    """Whole floats back to int: KFP passes JSON numbers of dict parameters as floats."""
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def check_config(config: dict, source: str = "training config") -> dict:
-    """Reject unknown or missing keys and unknown estimators, naming the source."""
+    """The config with whole numbers as int; reject unknown or missing keys and estimators, naming the source."""
     if not isinstance(config, dict):
         raise TrainingConfigError(f"{source}: expected a mapping, got {type(config).__name__}")
     for keys, section, name in ((CONFIG_KEYS, config, "training"),
@@ -53,6 +62,7 @@ def check_config(config: dict, source: str = "training config") -> dict:
     if config["estimator"] not in ESTIMATORS:
         raise TrainingConfigError(
             f"{source}: unknown estimator {config['estimator']!r}; allowed: {sorted(ESTIMATORS)}")
+    config = _integral(config)
     if not 0 < float(config["test_size"]) < 1:
         raise TrainingConfigError(f"{source}: test_size must be between 0 and 1, got {config['test_size']}")
     try:
@@ -98,7 +108,7 @@ def _sample(df: pd.DataFrame, label: str, max_rows: int | None, seed: int) -> pd
 
 def train(df: pd.DataFrame, contract: Contract, config: dict) -> TrainResult:
     """Stratified split, optional grid search on a sample, refit on the whole training split."""
-    check_config(config)
+    config = check_config(config)
     seed = int(config["seed"])
     label = contract.label
     classes = df[label].nunique()

@@ -1,6 +1,7 @@
 """validate_data: pandera validation of the input table against the feature contract."""
-from kfp import dsl
-from kfp.dsl import Dataset, Markdown, Output
+from typing import NamedTuple
+
+from kfp.dsl import Artifact, Dataset, Markdown, Output
 
 from components.image import component
 
@@ -11,9 +12,9 @@ def validate_data(
     schema_uri: str,
     validated: Output[Dataset],
     report: Output[Markdown],
-    failure_cases: Output[Dataset],
-) -> int:
-    """Validate `data_uri` against the contract; fails naming each failing column and check. Returns the row count."""
+    failure_cases: Output[Artifact],
+) -> NamedTuple("ValidationOutputs", rows=int, data_sha256=str):
+    """Validate `data_uri` against the contract; on failure, fail naming each column, check and values."""
     from components import contract, dataio
     from components.validate import logic
 
@@ -21,14 +22,9 @@ def validate_data(
     try:
         clean, result = logic.validate(df, contract.load(schema_uri), source=data_uri)
     except logic.ValidationFailed as failed:
-        result = failed.report
+        failed.report.write(report.path, failure_cases.path)
         raise
-    finally:
-        if "result" in locals():
-            with open(report.path, "w") as fh:
-                fh.write(result.to_markdown())
-            with open(failure_cases.path, "w") as fh:
-                fh.write(result.to_json())
+    result.write(report.path, failure_cases.path)
     dataio.write_table(clean, validated.path)
-    validated.metadata.update({"rows": len(clean), "columns": clean.shape[1]})
-    return len(clean)
+    validated.metadata.update({"rows": len(clean), "source": data_uri})
+    return (len(clean), dataio.sha256(data_uri))

@@ -49,6 +49,12 @@ class ValidationReport:
                       for f in self.failures]
         return "\n".join(lines) + "\n"
 
+    def write(self, markdown_path: str, json_path: str) -> None:
+        with open(markdown_path, "w") as fh:
+            fh.write(self.to_markdown())
+        with open(json_path, "w") as fh:
+            fh.write(self.to_json())
+
     def summary(self) -> str:
         parts = [f"column {f['column']!r}: check {f['check']!r} failed for {f['count']} row(s), e.g. "
                  f"{', '.join(map(repr, f['examples']))}" for f in self.failures]

@@ -1,0 +1,65 @@
+"""The MLflow model registry: the source of truth for a model's lifecycle.
+
+Aliases `staged`, `canary`, `production` point at versions; the version tag `stage` records where a
+version is (staged, canary, production, archived, rejected).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+STAGES = ("staged", "canary", "production", "archived", "rejected")
+IMPORTANCES_ARTIFACT = "feature_importances.json"
+
+
+@dataclass
+class Champion:
+    version: str
+    run_id: str | None
+    model: object
+    importances: dict[str, float] | None
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str):
+    """The model version behind an alias, or None when the model or alias does not exist."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None = None) -> str:
+    """The id of the experiment `name`, created (with `artifact_location`, if given) when missing."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException as exc:  # created concurrently
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def champion(tracking_uri: str, name: str, alias: str = "production") -> Champion | None:
+    """Load the model behind `alias` with its feature importances, or None if there is none."""
+    import mlflow.artifacts
+    import mlflow.sklearn
+
+    client = MlflowClient(tracking_uri)
+    mv = version_by_alias(client, name, alias)
+    if mv is None:
+        return None
+    mlflow.set_tracking_uri(tracking_uri)
+    model = mlflow.sklearn.load_model(f"models:/{name}/{mv.version}")
+    importances = None
+    if mv.run_id:
+        try:
+            importances = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{IMPORTANCES_ARTIFACT}")
+        except (MlflowException, OSError):
+            importances = None
+    return Champion(version=str(mv.version), run_id=mv.run_id, model=model, importances=importances)

@@ -1,0 +1,1 @@
+"""Pipeline composition: every pipeline the project compiles, by name."""

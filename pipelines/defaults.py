@@ -1,0 +1,81 @@
+"""The defaults of record in configs/, checked and shaped into pipeline parameter defaults."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from components.gate.logic import GateConfigError, check_gates
+from components.train.logic import TrainingConfigError, check_config
+
+CONFIG = "configs/production.yaml"
+GATES = "configs/quality_gates.yaml"
+BASELINE = "configs/baseline_metrics.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, unreadable or malformed."""
+
+
+def read_yaml(path: str | Path) -> dict:
+    try:
+        with open(path) as fh:
+            doc = yaml.safe_load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return doc
+
+
+def _section(doc: dict, path, name: str, keys: set[str]) -> dict:
+    section = doc.get(name)
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: missing or malformed section '{name}'")
+    unknown = sorted(set(section) - keys)
+    missing = sorted(keys - set(section))
+    if unknown or missing:
+        raise ConfigError(f"{path}: section '{name}' has unknown key(s) {unknown} / missing key(s) {missing}; "
+                          f"expected {sorted(keys)}")
+    return section
+
+
+@dataclass(frozen=True)
+class TrainingDefaults:
+    schema_uri: str
+    tracking_uri: str
+    model_name: str
+    training_config: dict
+    quality_gates: dict
+    baseline_metrics: dict
+
+    def as_arguments(self) -> dict:
+        return asdict(self)
+
+
+def load(config: str | Path = CONFIG, gates: str | Path = GATES, baseline: str | Path = BASELINE,
+         root: str | Path = ".") -> TrainingDefaults:
+    """Read and check the three config files (relative paths against `root`)."""
+    config, gates, baseline = (Path(root, p) for p in (config, gates, baseline))
+    doc = read_yaml(config)
+    unknown = sorted(set(doc) - {"data", "registry", "training"})
+    if unknown:
+        raise ConfigError(f"{config}: unknown top-level key(s) {unknown}; expected data, registry, training")
+    data = _section(doc, config, "data", {"schema_uri"})
+    registry = _section(doc, config, "registry", {"tracking_uri", "model_name"})
+    gates_doc = read_yaml(gates)
+    baseline_doc = read_yaml(baseline)
+    try:
+        check_config(doc.get("training"), f"{config} (training)")
+        check_gates(gates_doc, str(gates))
+    except (TrainingConfigError, GateConfigError) as exc:
+        raise ConfigError(str(exc)) from exc
+    bad = {k: v for k, v in baseline_doc.items() if not isinstance(v, (int, float))}
+    if bad:
+        raise ConfigError(f"{baseline}: baseline metrics must be numbers, got {bad}")
+    return TrainingDefaults(schema_uri=data["schema_uri"], tracking_uri=registry["tracking_uri"],
+                            model_name=registry["model_name"], training_config=doc["training"],
+                            quality_gates=gates_doc, baseline_metrics=baseline_doc)

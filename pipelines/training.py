@@ -1,0 +1,65 @@
+"""The training pipeline: validate -> train -> evaluate -> gate -> (if passed) register."""
+from kfp import dsl, kubernetes
+
+from components.evaluate import evaluate_model
+from components.gate import quality_gate
+from components.image import DEFAULT_IMAGE, with_image
+from components.register import register_model
+from components.train import train_model
+from components.validate import validate_data
+from pipelines.defaults import TrainingDefaults
+
+NAME = "training"
+# Kubernetes Secret whose keys become environment variables of the steps that read data or the registry.
+CREDENTIALS_SECRET = "mlops-credentials"
+CREDENTIAL_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+                   "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+def with_credentials(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    return kubernetes.use_secret_as_env(task, CREDENTIALS_SECRET, {k: k for k in CREDENTIAL_KEYS}, optional=True)
+
+
+def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE):
+    """The training pipeline on `image`, its parameter defaults taken from `defaults`."""
+    validate_op, train_op, evaluate_op, gate_op, register_op = (
+        with_image(c, image) for c in (validate_data, train_model, evaluate_model, quality_gate, register_model))
+
+    @dsl.pipeline(name=NAME, description="Validate, train, evaluate and gate a tabular classifier; "
+                                         "register it in MLflow with alias 'staged' when every gate passes.")
+    def training(
+        data_uri: str,
+        schema_uri: str = defaults.schema_uri,
+        tracking_uri: str = defaults.tracking_uri,
+        model_name: str = defaults.model_name,
+        training_config: dict = defaults.training_config,
+        quality_gates: dict = defaults.quality_gates,
+        baseline_metrics: dict = defaults.baseline_metrics,
+        git_commit: str = "unknown",
+    ):
+        validate = validate_op(data_uri=data_uri, schema_uri=schema_uri).set_display_name("Validate data")
+        train = train_op(validated=validate.outputs["validated"], schema_uri=schema_uri,
+                         training_config=training_config).set_display_name("Train model")
+        evaluate = evaluate_op(model=train.outputs["model"], holdout=train.outputs["holdout"],
+                               importances=train.outputs["importances"], schema_uri=schema_uri,
+                               tracking_uri=tracking_uri, model_name=model_name,
+                               baseline_metrics=baseline_metrics).set_display_name("Evaluate against baseline")
+        gate = gate_op(evaluation=evaluate.outputs["evaluation"],
+                       quality_gates=quality_gates).set_display_name("Quality gate")
+        with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (KFP syntax)
+            register = register_op(
+                model=train.outputs["model"], evaluation=evaluate.outputs["evaluation"],
+                gate_report=gate.outputs["gate_report"], importances=train.outputs["importances"],
+                schema_uri=schema_uri, tracking_uri=tracking_uri, model_name=model_name,
+                training_config=training_config, data_sha256=validate.outputs["data_sha256"],
+                config_sha256=train.outputs["config_sha256"], git_commit=git_commit,
+                pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            ).set_display_name("Register model").set_retry(3, backoff_duration="30s", backoff_factor=2)
+        # Inputs are URIs whose content can change under the same name, and evaluate/register talk
+        # to the registry: no step may be answered from the cache.
+        for task in (validate, train, evaluate, gate, register):
+            task.set_caching_options(False)
+        for task in (validate, evaluate, register):
+            with_credentials(task)
+
+    return training
