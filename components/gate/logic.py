@@ -55,7 +55,7 @@ class GateResult:
 def evaluate_gates(gates: dict[str, dict], metrics: dict, baseline: dict) -> GateResult:
     """One row per gate: value, threshold, baseline, verdict (pass/fail) and reason."""
     rows = []
-    for metric, gate in gates.items():
+    for metric, gate in sorted(gates.items(), key=lambda item: METRICS.index(item[0])):
         value, base = metrics.get(metric), baseline.get(metric)
         bounds, failures = [], []
         if "minimum" in gate:

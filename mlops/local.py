@@ -1,0 +1,123 @@
+"""Run the training pipeline on one machine: kfp.local SubprocessRunner, MLflow on SQLite under `.mlops/`."""
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines import defaults as config_defaults
+
+ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception|Failed)): (.+)$")
+
+
+class PipelineFailed(RuntimeError):
+    """A step failed; the message is that step's own error."""
+
+
+@dataclass
+class TrainingRun:
+    run_dir: Path
+    log: Path
+    seconds: float
+    rows: int
+    gate: dict
+    registration: dict | None
+
+
+def local_tracking_uri(home: Path) -> str:
+    return f"sqlite:///{(home / 'mlflow.db').resolve()}"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except OSError:
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _last_error(log: Path) -> str:
+    """The last exception line a step printed: its own explanation of what went wrong."""
+    for line in reversed(log.read_text(errors="replace").splitlines()):
+        match = ERROR_LINE.match(line)
+        if match:
+            return f"{match.group(1)}: {match.group(2)}"
+    return "a step failed without an error message"
+
+
+def run_training(data_uri: str, settings: config_defaults.TrainingDefaults, home: Path,
+                 commit: str | None = None) -> TrainingRun:
+    """Run the whole training pipeline locally; raise PipelineFailed with the failing step's error."""
+    from kfp import local
+    from mlflow import MlflowClient
+
+    from components.registry import ensure_experiment
+    from pipelines import training
+
+    home = home.resolve()
+    root = home / "pipeline_root"
+    root.mkdir(parents=True, exist_ok=True)
+    if settings.tracking_uri.startswith("sqlite:"):
+        # keep artifacts beside the database instead of ./mlruns of whatever folder this runs in
+        ensure_experiment(MlflowClient(settings.tracking_uri), settings.model_name, str(home / "artifacts"))
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    before = set(root.iterdir())
+    log = home / "logs" / f"training-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    pipeline = training.build(settings)
+    print(f"running the training pipeline (kfp.local); step logs: {log}", file=sys.stderr)
+    start = time.perf_counter()
+    with open(log, "w") as fh, contextlib.redirect_stdout(fh), warnings.catch_warnings():
+        # kfp.local notes that display names do nothing locally and that the image is not run here
+        warnings.filterwarnings("ignore", message=".*(no effect in the current local runner|base image).*")
+        try:
+            pipeline(data_uri=data_uri, git_commit=commit or git_commit(), **settings.as_arguments())
+        except RuntimeError as exc:
+            failed = re.findall(r"Inner task failed: (.*)\.", str(exc))
+            step = re.sub(r"\x1b\[[0-9;]*m", "", failed[0]) if failed else "a step"
+            fh.flush()
+            raise PipelineFailed(f"{step} failed: {_last_error(log)}\n(full log: {log})") from None
+    seconds = time.perf_counter() - start
+    (run_dir,) = set(root.iterdir()) - before
+    validated = _read_json(run_dir / "validate-data" / "executor_output.json")
+    return TrainingRun(run_dir=run_dir, log=log, seconds=seconds,
+                       rows=int(validated["parameterValues"]["rows"]),
+                       gate=_read_json(run_dir / "quality-gate" / "gate_report"),
+                       registration=_read_json(run_dir / "register-model" / "registration"))
+
+
+def summary(run: TrainingRun, data_uri: str, settings: config_defaults.TrainingDefaults) -> str:
+    lines = [f"Training pipeline finished in {run.seconds:.1f} s ({run.run_dir})",
+             f"data: {data_uri}: {run.rows:,} rows, valid", "",
+             f"quality gate: {'PASSED' if run.gate['passed'] else 'FAILED'}",
+             f"  {'metric':<24} {'value':>10}  {'threshold':<28} {'baseline':>9}  verdict"]
+    for row in run.gate["gates"]:
+        value = "n/a" if row["value"] is None else f"{row['value']:.4f}"
+        base = "" if row["baseline"] is None else f"{row['baseline']:.4f}"
+        lines.append(f"  {row['metric']:<24} {value:>10}  {row['threshold']:<28} {base:>9}  {row['verdict']}"
+                     + ("" if row["verdict"] == "pass" else f" ({row['reason']})"))
+    lines.append("")
+    reg = run.registration
+    if reg is None:
+        lines.append("registered: nothing (the gate failed)")
+    else:
+        state = "new version" if reg["created"] else "already registered, unchanged"
+        lines.append(f"registered: model '{reg['name']}' version {reg['version']}, alias '{reg['alias']}' ({state})")
+        uri = settings.tracking_uri
+        if uri.startswith("sqlite:"):
+            lines += ["MLflow UI:  mlflow ui --backend-store-uri " + uri + " --port 5000",
+                      f"            then open http://127.0.0.1:5000/#/models/{reg['name']}/versions/{reg['version']}"]
+        else:
+            lines.append(f"MLflow UI:  {uri.rstrip('/')}/#/models/{reg['name']}/versions/{reg['version']}")
+    lines.append(f"log: {run.log}")
+    return "\n".join(lines)
