@@ -56,14 +56,21 @@ class ValidationReport:
             fh.write(self.to_json())
 
     def summary(self) -> str:
-        parts = [f"column {f['column']!r}: check {f['check']!r} failed for {f['count']} row(s), e.g. "
+        parts = [f"column {f['column']!r}: {f['check']}" if f["check"] in TABLE_CHECKS.values() else
+                 f"column {f['column']!r}: check {f['check']!r} failed for {f['count']} row(s), e.g. "
                  f"{', '.join(map(repr, f['examples']))}" for f in self.failures]
         return f"{self.source} breaks the contract {self.contract}: " + "; ".join(parts)
 
 
+TABLE_CHECKS = {"column_in_dataframe": "missing column (column_in_dataframe)",
+                "column_in_schema": "unexpected column (column_in_schema)"}
+
+
 def _failures(cases: pd.DataFrame) -> list[dict]:
-    cases = cases.assign(column=cases["column"].fillna("<table>").astype(str),
-                         check=cases["check"].astype(str))
+    table_level = cases["check"].isin(list(TABLE_CHECKS))
+    cases = cases.assign(
+        column=cases["column"].where(~table_level, cases["failure_case"]).fillna("<table>").astype(str),
+        check=cases["check"].astype(str).replace(TABLE_CHECKS))
     out = []
     for (column, check), group in cases.groupby(["column", "check"], sort=True):
         examples = group["failure_case"].drop_duplicates().head(MAX_VALUES_SHOWN).tolist()

@@ -1,0 +1,91 @@
+import copy
+
+import pytest
+
+from components.contract import parse
+from components.train import logic
+from pipelines import defaults
+
+FAST = {"seed": 1, "test_size": 0.25, "estimator": "hist_gradient_boosting",
+        "params": {"max_iter": 30}, "tuning": {"param_grid": {"max_leaf_nodes": [7, 15]}, "cv": 2, "max_rows": 1500},
+        "importance": {"n_repeats": 1, "max_rows": 500}}
+
+
+@pytest.fixture(scope="module")
+def trained(transactions, contract):
+    return logic.train(transactions, contract, FAST)
+
+
+def test_training_is_reproducible(trained, transactions, contract):
+    again = logic.train(transactions, contract, copy.deepcopy(FAST))
+    assert logic.model_sha256(again.pipeline) == logic.model_sha256(trained.pipeline)
+    other = logic.train(transactions, contract, {**FAST, "seed": 2})
+    assert logic.model_sha256(other.pipeline) != logic.model_sha256(trained.pipeline)
+
+
+def test_split_is_stratified_and_importances_cover_features(trained, contract):
+    assert abs(trained.holdout["is_fraud"].mean() - trained.train["is_fraud"].mean()) < 0.01
+    assert set(trained.importances) == set(contract.feature_columns)
+    assert trained.best_params["max_leaf_nodes"] in (7, 15)
+
+
+def test_saved_model_is_mlflow_format_with_skops_and_signature(trained, contract, tmp_path):
+    import mlflow.pyfunc
+    import mlflow.sklearn
+    import yaml
+
+    digest = logic.save_model(trained, contract, str(tmp_path / "model"))
+    meta = yaml.safe_load((tmp_path / "model" / "MLmodel").read_text())
+    assert meta["flavors"]["sklearn"]["serialization_format"] == "skops"
+    assert set(meta["flavors"]["sklearn"]["skops_trusted_types"]) <= set(logic.TRUSTED_TYPES)
+    assert meta["metadata"]["model_sha256"] == digest
+    assert (tmp_path / "model" / "input_example.json").exists() and meta["signature"]["inputs"]
+    rows = trained.holdout[contract.feature_columns].head(10)
+    loaded = mlflow.sklearn.load_model(str(tmp_path / "model"))
+    assert (loaded.predict_proba(rows) == trained.pipeline.predict_proba(rows)).all()
+    assert list(mlflow.pyfunc.load_model(str(tmp_path / "model")).predict(rows)) == list(trained.pipeline.predict(rows))
+
+
+def test_untrusted_types_are_refused(trained, contract, tmp_path, monkeypatch):
+    monkeypatch.setattr(logic, "TRUSTED_TYPES", ["numpy.dtype"])
+    with pytest.raises(TypeError, match="TreePredictor"):
+        logic.save_model(trained, contract, str(tmp_path / "m"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.update(learning_rate=0.1), "unknown key(s) ['learning_rate'] in 'training'"),
+    (lambda c: c["tuning"].update(folds=3), "in 'training.tuning'"),
+    (lambda c: c.update(estimator="xgboost"), "unknown estimator 'xgboost'"),
+    (lambda c: c.update(params={"max_depthh": 3}), "bad 'params'"),
+    (lambda c: c.update(test_size=1.5), "test_size"),
+    (lambda c: c.pop("seed"), "missing key(s) ['seed']"),
+])
+def test_bad_training_config(change, message):
+    config = copy.deepcopy(FAST)
+    change(config)
+    with pytest.raises(logic.TrainingConfigError, match="production.yaml") as err:
+        logic.check_config(config, "production.yaml")
+    assert message in str(err.value)
+
+
+def test_whole_floats_from_kfp_become_ints():
+    config = logic.check_config({**FAST, "params": {"max_iter": 30.0}, "seed": 1.0})
+    assert config["params"]["max_iter"] == 30 and isinstance(config["seed"], int)
+
+
+def test_default_config_names_a_valid_estimator():
+    assert defaults.load().training_config["estimator"] in logic.ESTIMATORS
+
+
+@pytest.mark.parametrize("estimator", ["logistic_regression", "random_forest"])
+def test_other_estimators_and_another_table(estimator):
+    from tests.unit.test_contract import loans
+    from components.contract import infer
+
+    df = loans(600)
+    spec = parse(infer(df, "defaulted", "loans"))
+    config = {"seed": 0, "test_size": 0.3, "estimator": estimator,
+              "params": {"max_iter": 500} if estimator == "logistic_regression" else {"n_estimators": 20}}
+    result = logic.train(df, spec, config)
+    assert set(result.importances) == set(spec.feature_columns)
+    assert result.pipeline.predict_proba(result.holdout[spec.feature_columns]).shape[1] == 2
