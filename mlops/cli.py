@@ -41,7 +41,7 @@ def cmd_run_training(args) -> int:
     try:
         run = local.run_training(data_uri, settings, args.home, commit=args.git_commit)
     except local.PipelineFailed as exc:
-        print(f"mlops: training pipeline failed at {exc}", file=sys.stderr)
+        print(f"mlops: training pipeline failed: {exc}", file=sys.stderr)
         print("Nothing was registered.", file=sys.stderr)
         return 1
     print(local.summary(run, data_uri, settings))

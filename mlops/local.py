@@ -86,7 +86,7 @@ def run_training(data_uri: str, settings: config_defaults.TrainingDefaults, home
             failed = re.findall(r"Inner task failed: (.*)\.", str(exc))
             step = re.sub(r"\x1b\[[0-9;]*m", "", failed[0]) if failed else "a step"
             fh.flush()
-            raise PipelineFailed(f"{step} failed: {_last_error(log)}\n(full log: {log})") from None
+            raise PipelineFailed(f"step {step} failed: {_last_error(log)}\n(full log: {log})") from None
     seconds = time.perf_counter() - start
     (run_dir,) = set(root.iterdir()) - before
     validated = _read_json(run_dir / "validate-data" / "executor_output.json")

@@ -1,0 +1,98 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import compile as compiler_entry
+from pipelines import defaults
+from tests.conftest import ROOT
+
+IMAGE = "registry.example.com/team/tabular-mlops:1.2.3"
+STEPS = {"validate-data", "train-model", "evaluate-model", "quality-gate"}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compiled")
+    (path,) = compiler_entry.compile_all(out, IMAGE)
+    docs = list(yaml.safe_load_all(path.read_text()))
+    return path, docs[0], docs[1] if len(docs) > 1 else {}
+
+
+def test_graph_register_only_under_the_gate(compiled):
+    _, spec, _ = compiled
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == STEPS | {"condition-1"}
+    assert tasks["train-model"]["dependentTasks"] == ["validate-data"]
+    assert tasks["evaluate-model"]["dependentTasks"] == ["train-model"]
+    assert tasks["quality-gate"]["dependentTasks"] == ["evaluate-model"]
+    condition = tasks["condition-1"]
+    assert "quality-gate-Output" in condition["triggerPolicy"]["condition"]
+    assert condition["triggerPolicy"]["condition"].endswith("== true")
+    inner = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(inner) == {"register-model"}
+    assert inner["register-model"]["retryPolicy"]["maxRetryCount"] == 3
+
+
+def test_every_executor_uses_the_given_image_and_installs_nothing(compiled):
+    path, spec, _ = compiled
+    executors = spec["deploymentSpec"]["executors"]
+    assert len(executors) == 5
+    for name, executor in executors.items():
+        container = executor["container"]
+        assert container["image"] == IMAGE, name
+        assert "pip install" not in " ".join(container["command"]), name
+    assert ":latest" not in path.read_text()
+
+
+def test_caching_off_and_display_names(compiled):
+    _, spec, _ = compiled
+    tasks = spec["root"]["dag"]["tasks"]
+    register = spec["components"]["comp-condition-1"]["dag"]["tasks"]["register-model"]
+    for task in [*(tasks[s] for s in STEPS), register]:
+        assert not task["cachingOptions"].get("enableCache", False)
+    assert tasks["validate-data"]["taskInfo"]["name"] == "Validate data"
+
+
+def _numbers_equal(a, b):
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_numbers_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_numbers_equal, a, b))
+    return a == b
+
+
+def test_parameter_defaults_equal_configs(compiled):
+    _, spec, _ = compiled
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    expected = defaults.load(root=ROOT).as_arguments()
+    for name, value in expected.items():
+        assert _numbers_equal(params[name]["defaultValue"], value), name
+    assert "defaultValue" not in params["data_uri"]
+
+
+def test_no_credentials_in_the_yaml(compiled):
+    path, spec, platform = compiled
+    text = path.read_text()
+    for word in ("password:", "token:", "aws_secret_access_key:", "BEGIN PRIVATE KEY"):
+        assert word not in text.lower()
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name, config in executors.items():
+        (secret,) = config["secretAsEnv"]
+        assert secret["secretName"] == "mlops-credentials" and secret["optional"] is True
+        assert {m["envVar"] for m in secret["keyToEnv"]} >= {"MLFLOW_TRACKING_PASSWORD", "AWS_SECRET_ACCESS_KEY"}
+    for step in ("exec-validate-data", "exec-evaluate-model", "exec-register-model"):
+        assert step in executors
+
+
+def test_cli_is_deterministic_and_rejects_latest(tmp_path):
+    outs = []
+    for i in range(2):
+        subprocess.run([sys.executable, str(ROOT / "compile.py"), "--output-dir", str(tmp_path / str(i)),
+                        "--image", IMAGE], check=True, capture_output=True, cwd=tmp_path)
+        outs.append((tmp_path / str(i) / "training.yaml").read_bytes())
+    assert outs[0] == outs[1]
+    bad = subprocess.run([sys.executable, str(ROOT / "compile.py"), "--output-dir", str(tmp_path / "x"),
+                          "--image", "repo/name:latest"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 1 and "no ':latest'" in bad.stderr
