@@ -14,6 +14,8 @@ from pathlib import Path
 from pipelines import defaults as config_defaults
 
 ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception|Failed)): (.+)$")
+TASK_LINE = re.compile(r"^(\d\d):(\d\d):(\d\d\.\d+) - INFO - (?:Executing task '([\w-]+)'|Task '([\w-]+)' finished)")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class PipelineFailed(RuntimeError):
@@ -26,6 +28,7 @@ class TrainingRun:
     log: Path
     seconds: float
     rows: int
+    steps: dict[str, float]
     gate: dict
     registration: dict | None
 
@@ -53,6 +56,21 @@ def _last_error(log: Path) -> str:
         if match:
             return f"{match.group(1)}: {match.group(2)}"
     return "a step failed without an error message"
+
+
+def step_seconds(log: Path) -> dict[str, float]:
+    """Wall time of each step, from kfp.local's start and finish lines in the run log."""
+    started, took = {}, {}
+    for line in log.read_text(errors="replace").splitlines():
+        match = TASK_LINE.match(ANSI.sub("", line))
+        if match:
+            h, m, sec, begin, end = match.groups()
+            t = int(h) * 3600 + int(m) * 60 + float(sec)
+            if begin:
+                started[begin] = t
+            elif end in started:
+                took[end] = (t - started[end]) % 86400
+    return took
 
 
 def run_training(data_uri: str, settings: config_defaults.TrainingDefaults, home: Path,
@@ -84,20 +102,21 @@ def run_training(data_uri: str, settings: config_defaults.TrainingDefaults, home
             pipeline(data_uri=data_uri, git_commit=commit or git_commit(), **settings.as_arguments())
         except RuntimeError as exc:
             failed = re.findall(r"Inner task failed: (.*)\.", str(exc))
-            step = re.sub(r"\x1b\[[0-9;]*m", "", failed[0]) if failed else "a step"
+            step = ANSI.sub("", failed[0]) if failed else "a step"
             fh.flush()
             raise PipelineFailed(f"step {step} failed: {_last_error(log)}\n(full log: {log})") from None
     seconds = time.perf_counter() - start
     (run_dir,) = set(root.iterdir()) - before
     validated = _read_json(run_dir / "validate-data" / "executor_output.json")
     return TrainingRun(run_dir=run_dir, log=log, seconds=seconds,
-                       rows=int(validated["parameterValues"]["rows"]),
+                       rows=int(validated["parameterValues"]["rows"]), steps=step_seconds(log),
                        gate=_read_json(run_dir / "quality-gate" / "gate_report"),
                        registration=_read_json(run_dir / "register-model" / "registration"))
 
 
 def summary(run: TrainingRun, data_uri: str, settings: config_defaults.TrainingDefaults) -> str:
-    lines = [f"Training pipeline finished in {run.seconds:.1f} s ({run.run_dir})",
+    steps = ", ".join(f"{name} {sec:.1f} s" for name, sec in run.steps.items())
+    lines = [f"Training pipeline finished in {run.seconds:.1f} s ({steps})", f"outputs: {run.run_dir}",
              f"data: {data_uri}: {run.rows:,} rows, valid", "",
              f"quality gate: {'PASSED' if run.gate['passed'] else 'FAILED'}",
              f"  {'metric':<24} {'value':>10}  {'threshold':<28} {'baseline':>9}  verdict"]

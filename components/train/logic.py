@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 
 import pandas as pd
@@ -158,9 +159,13 @@ def save_model(result: TrainResult, contract: Contract, path: str) -> str:
                         f"review them and add them to TRUSTED_TYPES in {__name__}")
     example = result.holdout[contract.feature_columns].head(5)
     digest = model_sha256(result.pipeline)
+    with warnings.catch_warnings():
+        # MLflow hints that integer columns cannot hold missing values; the contract says which can
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        signature = infer_signature(example, result.pipeline.predict(example))
     mlflow.sklearn.save_model(
         result.pipeline, path, serialization_format="skops", skops_trusted_types=sorted(untrusted),
-        signature=infer_signature(example, result.pipeline.predict(example)), input_example=example,
+        signature=signature, input_example=example,
         pip_requirements=[f"{p}=={version(p)}" for p in ("mlflow", "scikit-learn", "skops", "pandas")],
         metadata={"model_sha256": digest, "contract": f"{contract.name} v{contract.version}"})
     return digest

@@ -1,0 +1,81 @@
+"""Each component's python_func with real artifact objects in tmp_path: the wiring, not the logic."""
+import json
+
+import pytest
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
+
+from components.evaluate import evaluate_model
+from components.gate import quality_gate
+from components.train import train_model
+from components.validate import validate_data
+from components.validate.logic import ValidationFailed
+from components import dataio
+from pipelines import defaults
+from tests.conftest import SCHEMA
+from tests.unit.test_train import FAST
+
+
+def art(cls, tmp_path, name):
+    return cls(name=name, uri=str(tmp_path / name), metadata={})
+
+
+@pytest.fixture(scope="module")
+def steps(tmp_path_factory, transactions, mlflow_server):
+    tmp = tmp_path_factory.mktemp("steps")
+    data = tmp / "data.parquet"
+    dataio.write_table(transactions, str(data))
+    out = {name: art(cls, tmp, name) for name, cls in [
+        ("validated", Dataset), ("report", Markdown), ("failure_cases", Artifact), ("model", Model),
+        ("holdout", Dataset), ("train_metrics", Metrics), ("importances", Artifact), ("metrics", Metrics),
+        ("classification", ClassificationMetrics), ("comparison", Markdown), ("evaluation", Artifact),
+        ("gate_md", Markdown), ("gate_report", Artifact)]}
+    out["validate"] = validate_data.python_func(data_uri=str(data), schema_uri=str(SCHEMA), validated=out["validated"],
+                                                report=out["report"], failure_cases=out["failure_cases"])
+    out["train"] = train_model.python_func(validated=out["validated"], schema_uri=str(SCHEMA), training_config=FAST,
+                                           model=out["model"], holdout=out["holdout"],
+                                           train_metrics=out["train_metrics"], importances=out["importances"])
+    evaluate_model.python_func(model=out["model"], holdout=out["holdout"], importances=out["importances"],
+                               schema_uri=str(SCHEMA), tracking_uri=mlflow_server, model_name="nothing-here",
+                               baseline_metrics={"roc_auc": 0.5}, metrics=out["metrics"],
+                               classification=out["classification"], comparison=out["comparison"],
+                               evaluation=out["evaluation"])
+    out["passed"] = quality_gate.python_func(evaluation=out["evaluation"], quality_gates=defaults.load().quality_gates,
+                                             report=out["gate_md"], gate_report=out["gate_report"])
+    return out
+
+
+def test_validate_outputs(steps, transactions):
+    rows, sha = steps["validate"]
+    assert rows == len(transactions) and len(sha) == 64
+    assert len(dataio.read_table(steps["validated"].path)) == rows
+    assert json.loads(open(steps["failure_cases"].path).read())["passed"] is True
+
+
+def test_train_outputs(steps):
+    model_sha, config_sha = steps["train"]
+    assert steps["model"].metadata["model_sha256"] == model_sha and len(config_sha) == 64
+    assert open(f"{steps['model'].path}/MLmodel").read().count(model_sha) == 1
+    assert steps["train_metrics"].metadata["holdout_rows"] == 750
+
+
+def test_evaluate_and_gate_outputs(steps):
+    evaluation = json.loads(open(steps["evaluation"].path).read())
+    assert evaluation["baseline"]["source"].startswith("baseline metrics")
+    assert steps["metrics"].metadata["roc_auc"] == evaluation["metrics"]["roc_auc"]
+    assert steps["classification"].metadata["confusionMatrix"]["rows"]
+    assert "| roc_auc |" in open(steps["comparison"].path).read()
+    report = json.loads(open(steps["gate_report"].path).read())
+    assert steps["passed"] is report["passed"]
+    assert "Quality gate" in open(steps["gate_md"].path).read()
+
+
+def test_validate_failure_writes_the_report_and_raises(tmp_path, transactions):
+    data = tmp_path / "bad.parquet"
+    dataio.write_table(transactions.assign(amount=-1.0), str(data))
+    report, cases = art(Markdown, tmp_path, "report"), art(Artifact, tmp_path, "cases")
+    with pytest.raises(ValidationFailed, match="amount"):
+        validate_data.python_func(data_uri=str(data), schema_uri=str(SCHEMA),
+                                  validated=art(Dataset, tmp_path, "validated"), report=report, failure_cases=cases)
+    assert "FAILED" in open(report.path).read()
+    assert json.loads(open(cases.path).read())["failures"][0]["column"] == "amount"
+    assert not (tmp_path / "validated").exists()
