@@ -134,7 +134,8 @@ def summary(run: TrainingRun, data_uri: str, settings: config_defaults.TrainingD
         lines.append(f"registered: model '{reg['name']}' version {reg['version']}, alias '{reg['alias']}' ({state})")
         uri = settings.tracking_uri
         if uri.startswith("sqlite:"):
-            lines += ["MLflow UI:  mlflow ui --backend-store-uri " + uri + " --port 5000",
+            mlflow_ui = Path(sys.executable).parent / "mlflow"
+            lines += [f"MLflow UI:  {mlflow_ui} ui --backend-store-uri {uri} --port 5000",
                       f"            then open http://127.0.0.1:5000/#/models/{reg['name']}/versions/{reg['version']}"]
         else:
             lines.append(f"MLflow UI:  {uri.rstrip('/')}/#/models/{reg['name']}/versions/{reg['version']}")
