@@ -20,6 +20,8 @@ import pandas as pd
 import pandera.pandas as pa
 
 KINDS = ("numeric", "categorical", "boolean")
+# The contract travels inside every saved model under this name, so serving needs nothing else.
+MODEL_FILE = "feature_contract.json"
 
 
 class ContractError(ValueError):
@@ -85,6 +87,14 @@ class Contract:
             elif check.name in ("less_than_or_equal_to", "less_than"):
                 hi = stats["max_value"]
         return lo, hi
+
+    def dtype(self, column: str) -> str:
+        """pandera's name of a column's dtype: float64, int64, bool, str, ..."""
+        return str(self.schema.columns[column].dtype)
+
+    def save(self, path: str) -> None:
+        with fsspec.open(path, "w") as fh:
+            json.dump(self.to_dict(), fh, indent=2)
 
     def to_dict(self) -> dict:
         return {

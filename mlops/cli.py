@@ -10,9 +10,10 @@ from pathlib import Path
 from components.contract import ContractError
 from components.dataio import DataError
 from pipelines.defaults import BASELINE, CONFIG, GATES, ConfigError
+from serving.config import SettingsError
 
 HOME = Path(".mlops")
-USER_ERRORS = (ConfigError, ContractError, DataError, ValueError, OSError)
+USER_ERRORS = (ConfigError, ContractError, DataError, SettingsError, ValueError, OSError)
 
 
 def absolute(uri: str) -> str:
@@ -70,6 +71,22 @@ def cmd_schema_infer(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from serving import server
+    from serving.config import Settings
+
+    return server.run(Settings.from_env(model_uri=args.model_uri, port=args.port, metrics_port=args.metrics_port,
+                                        workers=args.workers))
+
+
+def cmd_model_pull(args) -> int:
+    from serving.model import pull
+
+    info = pull(args.model_uri, args.output)
+    print(f"model {info.name} version {info.version} ({info.source}) is in {args.output}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlops", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -105,6 +122,23 @@ def parser() -> argparse.ArgumentParser:
     inf.add_argument("--out", required=True)
     inf.add_argument("--name", help="contract name (default: the data file's stem)")
     inf.set_defaults(func=cmd_schema_infer)
+    serve = sub.add_parser("serve", help="the model server (HTTP :8080, Prometheus metrics :9090)",
+                           description="Other settings come from the environment: MODEL_PATH, MODEL_NAME, "
+                                       "MODEL_ROLE, MODEL_ROLE_FILE, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, "
+                                       "MAX_BODY_BYTES, INFERENCE_LOG_URI, INFERENCE_LOG_SAMPLE_RATE, "
+                                       "SCHEMA_URI, FAIL_FAST (see serving/config.py).")
+    serve.add_argument("--model-uri", help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/..., or a path "
+                                           "(default: MODEL_URI, or the folder MODEL_PATH)")
+    serve.add_argument("--port", type=int, help="HTTP port (default: PORT or 8080)")
+    serve.add_argument("--metrics-port", type=int, help="Prometheus port (default: METRICS_PORT or 9090)")
+    serve.add_argument("--workers", type=int, help="worker processes (default: WORKERS or 4)")
+    serve.set_defaults(func=cmd_serve)
+
+    model = sub.add_parser("model", help="registry models").add_subparsers(dest="action", required=True)
+    pull = model.add_parser("pull", help="download a registry model into a folder (the init container)")
+    pull.add_argument("--model-uri", required=True, help="e.g. models:/fraud-detection@production")
+    pull.add_argument("--output", required=True, help="folder to fill (empty, or holding the same model)")
+    pull.set_defaults(func=cmd_model_pull)
     return p
 
 

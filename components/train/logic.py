@@ -17,6 +17,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_sp
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from components.contract import MODEL_FILE as CONTRACT_FILE
 from components.contract import Contract
 
 ESTIMATORS = {
@@ -168,6 +169,7 @@ def save_model(result: TrainResult, contract: Contract, path: str) -> str:
         signature=signature, input_example=example,
         pip_requirements=[f"{p}=={version(p)}" for p in ("mlflow", "scikit-learn", "skops", "pandas")],
         metadata={"model_sha256": digest, "contract": f"{contract.name} v{contract.version}"})
+    contract.save(f"{path}/{CONTRACT_FILE}")
     return digest
 
 

@@ -1,0 +1,157 @@
+"""The HTTP application of one worker process (ASGI, served by uvicorn)."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from serving import metrics
+from serving.batching import MicroBatcher
+from serving.config import Settings
+from serving.inference_log import InferenceLogger
+from serving.model import ServedModel, load
+from serving.requests import ClientError, rows_from_body
+
+log = logging.getLogger("serving")
+
+
+def json_response(body: dict, status: int = 200) -> Response:
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status, media_type="application/json")
+
+
+class Worker:
+    """One process's state: the model (loaded in the background), the batcher and the inference log."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.model: ServedModel | None = None
+        self.load_error: str | None = None
+        self.role = metrics.Role(settings.model_role, settings.model_role_file)
+        self.batcher: MicroBatcher | None = None
+        self.logger: InferenceLogger | None = None
+        self.name = settings.model_name or "model"
+        self.version = settings.model_version or "loading"
+
+    def labels(self) -> tuple[str, str, str]:
+        return self.name, self.version, self.role()
+
+    def load(self) -> None:
+        s = self.settings
+        try:
+            model = load(s.model_path, s.model_uri, s.model_name, s.model_version, s.schema_uri)
+        except Exception as exc:  # readiness stays false and says why
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("model failed to load, readiness stays false: %s", self.load_error)
+            return
+        self.name, self.version = model.info.name, model.info.version
+        metrics.initialise(*self.labels())
+        if s.inference_log_uri:
+            self.logger = InferenceLogger(
+                s.inference_log_uri, self.name, s.inference_log_sample_rate, s.inference_log_queue_size,
+                s.inference_log_flush_seconds,
+                on_drop=lambda n: metrics.LOG_DROPPED.labels(*self.labels()).inc(n),
+                on_write=lambda n: metrics.LOG_WRITTEN.labels(*self.labels()).inc(n))
+        self.model = model  # set last: readiness flips here
+
+    async def predict(self, request: Request, rows_key: str | None) -> Response:
+        """One prediction request; `rows_key` None means the MLflow /invocations protocol."""
+        started = time.perf_counter()
+        labels = self.labels()
+        metrics.REQUESTS.labels(*labels).inc()
+        try:
+            if self.model is None:
+                return json_response({"error": "model not loaded yet" if self.load_error is None
+                                      else f"model failed to load: {self.load_error}"}, 503)
+            if rows_key is not None and request.path_params["name"] != self.name:
+                raise ClientError(404, f"no model named {request.path_params['name']!r}; this server serves "
+                                       f"{self.name!r}")
+            payload = await self._read_json(request)
+            rows, where = rows_from_body(payload)
+            if rows_key is not None and where != "instances":
+                raise ClientError(400, "the body must hold 'instances': a list of feature -> value objects")
+            frame = self.model.reader.frame(rows, where)
+            predicted, proba = await self.batcher.submit(frame)
+            metrics.ROWS.labels(*labels).inc(len(frame))
+            if self.logger:
+                self.logger.log(frame, predicted, proba, self.version, labels[2])
+            if rows_key is None:
+                return json_response({"predictions": predicted})
+            return json_response({"predictions": predicted, "probabilities": proba, "model_version": self.version})
+        except ClientError as exc:
+            metrics.ERRORS.labels(*labels, "client").inc()
+            return json_response(exc.body(), exc.status)
+        except Exception:
+            metrics.ERRORS.labels(*labels, "server").inc()
+            log.exception("prediction failed")
+            return json_response({"error": "internal error while predicting; see the server log"}, 500)
+        finally:
+            metrics.DURATION.labels(*labels).observe(time.perf_counter() - started)
+
+    async def _read_json(self, request: Request):
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise ClientError(413, f"body of {declared} bytes exceeds the limit of {limit} bytes (MAX_BODY_BYTES)")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise ClientError(413, f"body exceeds the limit of {limit} bytes (MAX_BODY_BYTES)")
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ClientError(400, f"malformed JSON: {exc}") from None
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    worker = Worker(settings or Settings.from_env())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        worker.batcher = MicroBatcher(lambda frame: worker.model.predict(frame),
+                                      worker.settings.max_batch_size, worker.settings.max_batch_wait_ms)
+        worker.batcher.start()
+        threading.Thread(target=worker.load, name="model-loader", daemon=True).start()
+        yield
+        await worker.batcher.stop()
+        if worker.logger:
+            await asyncio.get_running_loop().run_in_executor(None, worker.logger.close)
+
+    async def live(request):
+        return json_response({"status": "alive"})
+
+    async def ready(request):
+        if worker.model is None:
+            reason = worker.load_error or "loading"
+            return json_response({"status": "not ready", "reason": reason}, 503)
+        return json_response({"status": "ready", "model": worker.name, "model_version": worker.version})
+
+    async def kserve(request):
+        return await worker.predict(request, "instances")
+
+    async def invocations(request):
+        return await worker.predict(request, None)
+
+    async def metadata(request):
+        if worker.model is None:
+            return json_response({"error": "model not loaded yet"}, 503)
+        c = worker.model.contract
+        return json_response({"name": worker.name, "model_version": worker.version,
+                              "contract": f"{c.name} v{c.version}", "features": c.features})
+
+    return Starlette(routes=[
+        Route("/v1/health/live", live),
+        Route("/v1/health/ready", ready),
+        Route("/v1/models/{name}", metadata),
+        Route("/v1/models/{name}:predict", kserve, methods=["POST"]),
+        Route("/invocations", invocations, methods=["POST"]),
+        Route("/ping", ready),
+    ], lifespan=lifespan)

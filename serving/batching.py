@@ -1,0 +1,66 @@
+"""Micro-batching: rows of concurrent requests share one predict call.
+
+The loop takes whatever requests are queued (up to MAX_BATCH_SIZE rows); when more than one request is
+waiting it gives others MAX_BATCH_WAIT_MS to join. A lone request is predicted at once, so batching
+costs nothing at low load. Prediction runs in one worker thread, so the event loop keeps reading
+requests meanwhile.
+"""
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+
+
+class MicroBatcher:
+    def __init__(self, predict, max_batch_size: int, max_wait_ms: float):
+        self.predict, self.max_rows, self.max_wait = predict, max_batch_size, max_wait_ms / 1000
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+        self.executor.shutdown(wait=True)
+
+    async def submit(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        future = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait((frame, future))
+        return await future
+
+    def _take(self, items: list, rows: int) -> int:
+        while rows < self.max_rows and not self.queue.empty():
+            item = self.queue.get_nowait()
+            items.append(item)
+            rows += len(item[0])
+        return rows
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = [await self.queue.get()]
+            rows = self._take(items, len(items[0][0]))
+            if 1 < len(items) and rows < self.max_rows and self.max_wait > 0:
+                await asyncio.sleep(self.max_wait)
+                rows = self._take(items, rows)
+            frames = [frame for frame, _ in items]
+            batch = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+            try:
+                labels, proba = await loop.run_in_executor(self.executor, self.predict, batch)
+            except Exception as exc:  # every request of the batch gets the error
+                for _, future in items:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            start = 0
+            for frame, future in items:
+                end = start + len(frame)
+                if not future.done():
+                    future.set_result((labels[start:end], proba[start:end]))
+                start = end

@@ -1,0 +1,119 @@
+"""Finding, downloading and loading the served model."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from components import contract as contract_mod
+from components.contract import Contract
+from serving.requests import RequestReader
+
+INFO_FILE = "model_info.json"  # written by `mlops model pull`, beside the MLflow model files
+MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+log = logging.getLogger("serving")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    source: str
+    model_sha256: str | None = None
+
+
+def resolve(model_uri: str) -> tuple[str | None, str | None]:
+    """(registered name, version) behind a models:/ URI; (None, None) for other URIs."""
+    match = MODELS_URI.match(model_uri)
+    if not match:
+        return None, None
+    if match["version"]:
+        return match["name"], match["version"]
+    from mlflow import MlflowClient
+
+    return match["name"], str(MlflowClient().get_model_version_by_alias(match["name"], match["alias"]).version)
+
+
+def _sha(model_dir: Path) -> str | None:
+    meta = yaml.safe_load((model_dir / "MLmodel").read_text()).get("metadata") or {}
+    return meta.get("model_sha256")
+
+
+def pull(model_uri: str, output: str) -> ModelInfo:
+    """Download a model into `output` (what the init container does); a no-op when it is already there."""
+    import mlflow.artifacts
+
+    name, version = resolve(model_uri)
+    out = Path(output)
+    info_path = out / INFO_FILE
+    if info_path.exists():
+        have = ModelInfo(**json.loads(info_path.read_text()))
+        if version is not None and (have.name, have.version) == (name, version):
+            return have
+    if out.exists() and any(p.name != INFO_FILE for p in out.iterdir()):
+        raise FileExistsError(f"{out}: not empty and holds another model; give an empty folder")
+    # a models:/name@alias URI is pinned to the version just resolved, so an alias moving mid-download
+    # cannot mix two versions
+    source = f"models:/{name}/{version}" if name else model_uri
+    out.mkdir(parents=True, exist_ok=True)
+    mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(out))
+    info = ModelInfo(name=name or out.name, version=version or "unknown", source=model_uri,
+                     model_sha256=_sha(out))
+    info_path.write_text(json.dumps(info.__dict__, indent=2))  # written last: marks a complete download
+    return info
+
+
+@dataclass
+class ServedModel:
+    info: ModelInfo
+    estimator: object
+    contract: Contract
+    reader: RequestReader
+    example: pd.DataFrame
+
+    def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, positive-class probabilities), labels as the estimator's own predict gives them."""
+        proba = self.estimator.predict_proba(frame[self.contract.feature_columns])
+        return self.estimator.classes_[proba.argmax(axis=1)], np.ascontiguousarray(proba[:, 1])
+
+
+def load(model_path: str | None = None, model_uri: str | None = None, name: str | None = None,
+         version: str | None = None, schema_uri: str | None = None) -> ServedModel:
+    """Load from a folder (MODEL_PATH) or any MLflow model URI, then warm up on the model's input example."""
+    import mlflow.artifacts
+    import mlflow.sklearn
+    from mlflow.models import Model
+
+    if model_path:
+        folder = Path(model_path)
+        info_file = folder / INFO_FILE
+        info = (ModelInfo(**json.loads(info_file.read_text())) if info_file.exists()
+                else ModelInfo(name=folder.name, version="unknown", source=str(folder), model_sha256=_sha(folder)))
+    else:
+        reg_name, reg_version = resolve(model_uri)
+        source = f"models:/{reg_name}/{reg_version}" if reg_name else model_uri
+        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
+        info = ModelInfo(name=reg_name or folder.name, version=reg_version or "unknown", source=model_uri,
+                         model_sha256=_sha(folder))
+    info = ModelInfo(name=name or info.name, version=version or info.version, source=info.source,
+                     model_sha256=info.model_sha256)
+    contract_file = folder / contract_mod.MODEL_FILE
+    if contract_file.exists():
+        spec = contract_mod.load(str(contract_file))
+    elif schema_uri:
+        spec = contract_mod.load(schema_uri)
+    else:
+        raise FileNotFoundError(f"{folder} holds no {contract_mod.MODEL_FILE}; give SCHEMA_URI")
+    estimator = mlflow.sklearn.load_model(str(folder))
+    example = Model.load(str(folder)).load_input_example(str(folder))
+    served = ServedModel(info, estimator, spec, RequestReader(spec), example)
+    served.predict(example)  # warm-up: the first prediction pays for lazy initialisation
+    log.info("model %s version %s loaded from %s (pid %d)", info.name, info.version, info.source, os.getpid())
+    return served
