@@ -4,8 +4,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
+from pathlib import Path
 
 import orjson
 from starlette.applications import Starlette
@@ -15,12 +17,22 @@ from starlette.routing import Route
 
 from serving import metrics
 from serving.batching import MicroBatcher
-from serving.config import Settings
+from serving.config import READY_DIR_ENV, Settings
 from serving.inference_log import InferenceLogger
 from serving.model import ServedModel, load
 from serving.requests import ClientError, rows_from_body
 
 log = logging.getLogger("serving")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def json_response(body: dict, status: int = 200) -> Response:
@@ -59,7 +71,19 @@ class Worker:
                 s.inference_log_flush_seconds,
                 on_drop=lambda n: metrics.LOG_DROPPED.labels(*self.labels()).inc(n),
                 on_write=lambda n: metrics.LOG_WRITTEN.labels(*self.labels()).inc(n))
-        self.model = model  # set last: readiness flips here
+        self.model = model
+        if READY_DIR_ENV in os.environ:  # tell the other workers, for the pod's readiness
+            Path(os.environ[READY_DIR_ENV], str(os.getpid())).touch()
+
+    def all_workers_ready(self) -> bool:
+        """Readiness is the pod's: every worker process has its model, not just the one asked."""
+        folder = os.environ.get(READY_DIR_ENV)
+        if self.model is None:
+            return False
+        if not folder:
+            return True
+        alive = [p for p in Path(folder).iterdir() if _alive(int(p.name))]
+        return len(alive) >= self.settings.workers
 
     async def predict(self, request: Request, rows_key: str | None) -> Response:
         """One prediction request; `rows_key` None means the MLflow /invocations protocol."""
@@ -116,7 +140,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        worker.batcher = MicroBatcher(lambda frame: worker.model.predict(frame),
+        def predict(frame):
+            metrics.BATCH_ROWS.labels(*worker.labels()).observe(len(frame))
+            return worker.model.predict(frame)
+
+        worker.batcher = MicroBatcher(predict,
                                       worker.settings.max_batch_size, worker.settings.max_batch_wait_ms)
         worker.batcher.start()
         threading.Thread(target=worker.load, name="model-loader", daemon=True).start()
@@ -129,8 +157,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return json_response({"status": "alive"})
 
     async def ready(request):
-        if worker.model is None:
-            reason = worker.load_error or "loading"
+        if not worker.all_workers_ready():
+            reason = worker.load_error or ("loading" if worker.model is None else "other workers loading")
             return json_response({"status": "not ready", "reason": reason}, 503)
         return json_response({"status": "ready", "model": worker.name, "model_version": worker.version})
 

@@ -5,6 +5,10 @@ import os
 from dataclasses import asdict, dataclass, fields
 
 
+# Set by serving.server for its workers: a folder holding one file per worker whose model is loaded.
+READY_DIR_ENV = "MLOPS_READY_DIR"
+
+
 class SettingsError(ValueError):
     """A setting has a value the server cannot use."""
 

@@ -18,6 +18,8 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.025, 0.03,
 
 DURATION = Histogram("model_inference_duration_seconds", "Prediction request latency, body read to response.",
                      LABELS, buckets=BUCKETS)
+BATCH_ROWS = Histogram("model_inference_batch_rows", "Rows per model call after micro-batching.", LABELS,
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024))
 REQUESTS = Counter("model_inference_requests_total", "Prediction requests received.", LABELS)
 ROWS = Counter("model_inference_rows_total", "Rows predicted.", LABELS)
 ERRORS = Counter("model_inference_errors_total",

@@ -7,13 +7,14 @@ import shutil
 import sys
 import tempfile
 
-from serving.config import Settings
+from serving.config import READY_DIR_ENV, Settings
 
 
 def run(settings: Settings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     multiproc_dir = tempfile.mkdtemp(prefix="mlops-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiproc_dir  # before prometheus_client is imported
+    os.environ[READY_DIR_ENV] = tempfile.mkdtemp(prefix="mlops-ready-")
     os.environ.update(settings.to_env())  # workers read their settings from the environment
     # one BLAS/OpenMP thread per worker: workers, not threads, use the cores
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -38,6 +39,7 @@ def run(settings: Settings) -> int:
                     log_level="info")
     finally:
         shutil.rmtree(multiproc_dir, ignore_errors=True)
+        shutil.rmtree(os.environ[READY_DIR_ENV], ignore_errors=True)
     return 0
 
 

@@ -1,0 +1,172 @@
+"""The real server over HTTP: predictions, readiness, bad input, metrics, micro-batching, inference log."""
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import mlflow.pyfunc
+import mlflow.sklearn
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+
+from serving.model import INFO_FILE, pull
+from tests.serving.conftest import MODEL, http, metric_samples
+
+
+def records(frame):
+    return json.loads(frame.to_json(orient="records"))
+
+
+@pytest.fixture(scope="module")
+def pulled(registered, tmp_path_factory):
+    """What the model-loader init container leaves in the shared volume."""
+    folder = tmp_path_factory.mktemp("volume") / "current"
+    info = pull(registered, str(folder))
+    assert (info.name, info.version) == (MODEL, "1")
+    return folder
+
+
+def test_pull_is_idempotent_and_refuses_a_foreign_folder(pulled, registered, tmp_path):
+    before = (pulled / INFO_FILE).stat().st_mtime_ns
+    assert pull(registered, str(pulled)).version == "1"
+    assert (pulled / INFO_FILE).stat().st_mtime_ns == before
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "MLmodel").write_text("x")
+    with pytest.raises(FileExistsError, match="not empty"):
+        pull(registered, str(tmp_path / "other"))
+
+
+def test_predictions_equal_pyfunc_on_every_protocol(start_server, pulled, trained_model):
+    _, rows = trained_model
+    server = start_server({"MODEL_PATH": str(pulled), "MODEL_ROLE": "canary"})
+    server.wait()
+    sample = rows.head(40)
+    expected = mlflow.pyfunc.load_model(str(pulled)).predict(sample)
+    proba = mlflow.sklearn.load_model(str(pulled)).predict_proba(sample)[:, 1]
+
+    status, body = http("POST", f"{server.url}/v1/models/{MODEL}:predict", {"instances": records(sample)})
+    assert status == 200, body
+    assert body["predictions"] == list(expected) and body["model_version"] == "1"
+    assert np.allclose(body["probabilities"], proba)
+
+    split = json.loads(sample.to_json(orient="split", index=False))
+    for payload in ({"dataframe_split": split}, {"dataframe_records": records(sample)}):
+        status, body = http("POST", f"{server.url}/invocations", payload)
+        assert status == 200 and body["predictions"] == list(expected), body
+
+
+BAD = [
+    ("malformed JSON", None, b'{"instances": [', 400, "malformed JSON"),
+    ("empty list", {"instances": []}, None, 400, "empty"),
+    ("missing feature", lambda r: r.pop("amount"), None, 422, "instances[0].amount: missing feature"),
+    ("unknown feature", lambda r: r.update(coupon=1), None, 422, "instances[0].coupon: unknown feature"),
+    ("wrong type", lambda r: r.update(amount="12.5"), None, 422, "instances[0].amount: must be a number"),
+    ("bool as number", lambda r: r.update(card_present=1), None, 422, "instances[0].card_present: must be true"),
+    ("out of range", lambda r: r.update(hour_of_day=25), None, 422, "above the allowed maximum 23"),
+    ("not allowed", lambda r: r.update(channel="fax"), None, 422, "instances[0].channel: 'fax' is not one of"),
+    ("null not allowed", lambda r: r.update(amount=None), None, 422, "instances[0].amount: must not be null"),
+    ("oversized", None, b'{"instances": [' + b" " * 300_000 + b"]}", 413, "exceeds the limit of 200000 bytes"),
+]
+
+
+def test_bad_input_gets_4xx_naming_the_problem_and_is_counted(start_server, pulled, trained_model):
+    _, rows = trained_model
+    server = start_server({"MODEL_PATH": str(pulled), "MODEL_ROLE": "canary", "MAX_BODY_BYTES": "200000"})
+    server.wait()
+    url = f"{server.url}/v1/models/{MODEL}:predict"
+    for name, change, raw, status, message in BAD:
+        body = None
+        if callable(change):
+            row = records(rows.head(1))[0]
+            change(row)
+            body = {"instances": [row]}
+        elif change is not None:
+            body = change
+        got, answer = http("POST", url, body, raw=raw)
+        assert got == status and message in answer["error"], (name, got, answer)
+    nullable = records(rows.head(1))[0] | {"device_trust_score": None, "distance_from_home_km": None}
+    assert http("POST", url, {"instances": [nullable]})[0] == 200  # optional values may be missing
+    assert http("POST", f"{server.url}/v1/models/other:predict", {"instances": [nullable]})[0] == 404
+    errors = {s[0]["kind"]: s[1] for s in metric_samples(server.metrics_port, "model_inference_errors_total")
+              if s[0]["role"] == "canary"}
+    assert errors == {"client": len(BAD) + 1, "server": 0}
+
+
+def test_readiness_waits_for_the_model_and_a_broken_model_stays_unready(start_server, pulled, tmp_path):
+    server = start_server({"MODEL_PATH": str(pulled)})
+    server.wait("/v1/health/live")
+    first = http("GET", f"{server.url}/v1/health/ready")
+    assert first[0] == 503 and first[1]["reason"] == "loading"
+    server.wait()
+
+    broken = start_server({"MODEL_PATH": str(tmp_path / "no-model")})
+    broken.wait("/v1/health/live")
+    broken.wait("/v1/health/ready", status=503)
+    deadline_body = None
+    for _ in range(100):
+        status, deadline_body = http("GET", f"{broken.url}/v1/health/ready")
+        if deadline_body.get("reason") != "loading":
+            break
+        import time
+        time.sleep(0.1)
+    assert status == 503 and "no-model" in deadline_body["reason"]
+    assert http("POST", f"{broken.url}/invocations", {"instances": [{}]})[0] == 503
+    assert "model failed to load" in broken.log.read_text()
+
+    strict = start_server({"MODEL_PATH": str(tmp_path / "no-model"), "FAIL_FAST": "true"})
+    assert strict.proc.wait(timeout=60) == 1
+    assert "FAIL_FAST" in strict.log.read_text()
+
+
+def test_concurrent_rows_are_batched_and_metrics_add_up_across_workers(start_server, pulled, trained_model):
+    _, rows = trained_model
+    server = start_server({"MODEL_PATH": str(pulled), "MODEL_ROLE": "canary", "MAX_BATCH_SIZE": "32"})
+    server.wait()
+    url = f"{server.url}/v1/models/{MODEL}:predict"
+    singles = records(rows.head(200))
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(lambda r: http("POST", url, {"instances": [r]}), singles))
+    assert all(status == 200 for status, _ in answers)
+
+    def value(name, suffix=""):
+        return sum(v for labels, v in metric_samples(server.metrics_port, name + suffix)
+                   if labels.get("role") == "canary" and labels.get("model") == MODEL
+                   and labels.get("model_version") == "1")
+
+    assert value("model_inference_requests_total") == 200
+    assert value("model_inference_rows_total") == 200
+    assert value("model_inference_duration_seconds", "_count") == 200
+    assert value("model_inference_batch_rows", "_sum") == 200
+    assert value("model_inference_batch_rows", "_count") < 200  # some calls served several requests
+
+
+def test_inference_log_holds_exactly_the_rows_sent(start_server, pulled, trained_model, tmp_path):
+    _, rows = trained_model
+    log_dir = tmp_path / "inference-log"
+    server = start_server({"MODEL_PATH": str(pulled), "MODEL_ROLE": "canary", "INFERENCE_LOG_URI": str(log_dir),
+                           "INFERENCE_LOG_FLUSH_SECONDS": "60"})
+    server.wait()
+    sent = rows.head(25)
+    url = f"{server.url}/v1/models/{MODEL}:predict"
+    predictions = []
+    for start in range(0, 25, 5):
+        status, body = http("POST", url, {"instances": records(sent.iloc[start:start + 5])})
+        assert status == 200
+        predictions += body["predictions"]
+    assert server.stop() == 0  # SIGTERM: what is queued is flushed
+    table = ds.dataset(str(log_dir), format="parquet", partitioning="hive").to_table().to_pandas()
+    assert len(table) == 25 and set(table["model"].astype(str)) == {MODEL}
+    assert set(table["role"]) == {"canary"} and set(table["model_version"]) == {"1"}
+    assert table["timestamp"].notna().all() and table["hour"].astype(str).str.match(r"\d{4}-\d\d-\d\dT\d\d").all()
+    got = table.sort_values(["amount", "account_age_days"]).reset_index(drop=True)
+    want = sent.assign(prediction=predictions).sort_values(["amount", "account_age_days"]).reset_index(drop=True)
+    for column in [*sent.columns, "prediction"]:
+        assert got[column].tolist() == pytest.approx(want[column].tolist(), nan_ok=True) \
+            if got[column].dtype.kind == "f" else got[column].tolist() == want[column].tolist(), column
+
+
+def test_serve_straight_from_the_registry(start_server, registered, trained_model):
+    _, rows = trained_model
+    server = start_server(args=["--model-uri", registered, "--workers", "1"])
+    server.wait()
+    status, body = http("POST", f"{server.url}/v1/models/{MODEL}:predict", {"instances": records(rows.head(3))})
+    assert status == 200 and body["model_version"] == "1" and len(body["probabilities"]) == 3
