@@ -92,6 +92,7 @@ class Worker:
         metrics.REQUESTS.labels(*labels).inc()
         try:
             if self.model is None:
+                metrics.ERRORS.labels(*labels, "server").inc()
                 return json_response({"error": "model not loaded yet" if self.load_error is None
                                       else f"model failed to load: {self.load_error}"}, 503)
             if rows_key is not None and request.path_params["name"] != self.name:
@@ -101,11 +102,9 @@ class Worker:
             rows, where = rows_from_body(payload)
             if rows_key is not None and where != "instances":
                 raise ClientError(400, "the body must hold 'instances': a list of feature -> value objects")
-            frame = self.model.reader.frame(rows, where)
-            predicted, proba = await self.batcher.submit(frame)
-            metrics.ROWS.labels(*labels).inc(len(frame))
-            if self.logger:
-                self.logger.log(frame, predicted, proba, self.version, labels[2])
+            checked = self.model.reader.check(rows, where)
+            predicted, proba = await self.batcher.submit(checked)
+            metrics.ROWS.labels(*labels).inc(len(checked))
             if rows_key is None:
                 return json_response({"predictions": predicted})
             return json_response({"predictions": predicted, "probabilities": proba, "model_version": self.version})
@@ -140,9 +139,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        def predict(frame):
-            metrics.BATCH_ROWS.labels(*worker.labels()).observe(len(frame))
-            return worker.model.predict(frame)
+        def predict(rows):
+            """One model call for a micro-batch; its rows go to the inference log from here."""
+            labels = worker.labels()
+            metrics.BATCH_ROWS.labels(*labels).observe(len(rows))
+            frame = worker.model.reader.frame(rows)
+            predicted, proba = worker.model.predict(frame)
+            if worker.logger:
+                worker.logger.log(frame, predicted, proba, worker.version, labels[2])
+            return predicted, proba
 
         worker.batcher = MicroBatcher(predict,
                                       worker.settings.max_batch_size, worker.settings.max_batch_wait_ms)

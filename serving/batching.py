@@ -1,4 +1,4 @@
-"""Micro-batching: rows of concurrent requests share one predict call.
+"""Micro-batching: the rows of concurrent requests share one model call.
 
 The loop takes whatever requests are queued (up to MAX_BATCH_SIZE rows); when more than one request is
 waiting it gives others MAX_BATCH_WAIT_MS to join. A lone request is predicted at once, so batching
@@ -11,7 +11,6 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import pandas as pd
 
 
 class MicroBatcher:
@@ -29,9 +28,10 @@ class MicroBatcher:
             self.task.cancel()
         self.executor.shutdown(wait=True)
 
-    async def submit(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    async def submit(self, rows: list) -> tuple[np.ndarray, np.ndarray]:
+        """`predict` results for these rows, computed together with other requests' rows."""
         future = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait((frame, future))
+        self.queue.put_nowait((rows, future))
         return await future
 
     def _take(self, items: list, rows: int) -> int:
@@ -49,8 +49,7 @@ class MicroBatcher:
             if 1 < len(items) and rows < self.max_rows and self.max_wait > 0:
                 await asyncio.sleep(self.max_wait)
                 rows = self._take(items, rows)
-            frames = [frame for frame, _ in items]
-            batch = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+            batch = [row for rows, _ in items for row in rows]
             try:
                 labels, proba = await loop.run_in_executor(self.executor, self.predict, batch)
             except Exception as exc:  # every request of the batch gets the error
@@ -59,8 +58,8 @@ class MicroBatcher:
                         future.set_exception(exc)
                 continue
             start = 0
-            for frame, future in items:
-                end = start + len(frame)
+            for rows, future in items:
+                end = start + len(rows)
                 if not future.done():
                     future.set_result((labels[start:end], proba[start:end]))
                 start = end

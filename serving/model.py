@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import sklearn
 import yaml
 
 from components import contract as contract_mod
@@ -80,7 +81,9 @@ class ServedModel:
 
     def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(labels, positive-class probabilities), labels as the estimator's own predict gives them."""
-        proba = self.estimator.predict_proba(frame[self.contract.feature_columns])
+        # the request checks already rejected non-finite values; skip sklearn's per-step re-checks
+        with sklearn.config_context(assume_finite=True):
+            proba = self.estimator.predict_proba(frame[self.contract.feature_columns])
         return self.estimator.classes_[proba.argmax(axis=1)], np.ascontiguousarray(proba[:, 1])
 
 

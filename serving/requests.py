@@ -97,7 +97,8 @@ class RequestReader:
         self.rules = {rule.column: rule for rule, _ in compiled}
         self.pandera = contract.feature_schema if any(other for _, other in compiled) else None
 
-    def frame(self, rows: list, where: str = "instances") -> pd.DataFrame:
+    def check(self, rows: list, where: str = "instances") -> list[dict]:
+        """The rows, if every value keeps the contract; else a ClientError naming each problem."""
         if not isinstance(rows, list):
             raise ClientError(400, f"'{where}' must be a list of objects")
         if not rows:
@@ -120,18 +121,21 @@ class RequestReader:
                 break
         if problems:
             raise ClientError(422, _summary(problems), problems[:MAX_PROBLEMS])
-        frame = pd.DataFrame({name: self._column(rule, [row[name] for row in rows])
-                              for name, rule in self.rules.items()})
         if self.pandera is not None:
             try:
-                self.pandera.validate(frame, lazy=True)
+                self.pandera.validate(self.frame(rows), lazy=True)
             except pa.errors.SchemaErrors as exc:
                 cases = exc.failure_cases.head(MAX_PROBLEMS)
                 problems = [{"field": f"{where}[{c['index']}].{c['column']}",
                              "problem": f"check {c['check']} failed for {c['failure_case']!r}"}
                             for _, c in cases.iterrows()]
                 raise ClientError(422, _summary(problems), problems) from None
-        return frame
+        return rows
+
+    def frame(self, rows: list[dict]) -> pd.DataFrame:
+        """The model's input frame for checked rows, with the contract's dtypes."""
+        return pd.DataFrame({name: self._column(rule, [row[name] for row in rows])
+                             for name, rule in self.rules.items()})
 
     @staticmethod
     def _column(rule: Rule, values: list):

@@ -73,6 +73,21 @@ def registered(trained_model, mlflow_server):
     return f"models:/{MODEL}@production"
 
 
+@pytest.fixture(scope="session")
+def pulled(registered, tmp_path_factory):
+    """What the model-loader init container leaves in the shared volume."""
+    from serving.model import pull
+
+    folder = tmp_path_factory.mktemp("volume") / "current"
+    info = pull(registered, str(folder))
+    assert (info.name, info.version) == (MODEL, "1")
+    return folder
+
+
+def records(frame) -> list[dict]:
+    return json.loads(frame.to_json(orient="records"))
+
+
 class Server:
     def __init__(self, env: dict, args: list[str], log: Path):
         self.port, self.metrics_port = free_port(), free_port()

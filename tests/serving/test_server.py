@@ -9,20 +9,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from serving.model import INFO_FILE, pull
-from tests.serving.conftest import MODEL, http, metric_samples
-
-
-def records(frame):
-    return json.loads(frame.to_json(orient="records"))
-
-
-@pytest.fixture(scope="module")
-def pulled(registered, tmp_path_factory):
-    """What the model-loader init container leaves in the shared volume."""
-    folder = tmp_path_factory.mktemp("volume") / "current"
-    info = pull(registered, str(folder))
-    assert (info.name, info.version) == (MODEL, "1")
-    return folder
+from tests.serving.conftest import MODEL, http, metric_samples, records
 
 
 def test_pull_is_idempotent_and_refuses_a_foreign_folder(pulled, registered, tmp_path):

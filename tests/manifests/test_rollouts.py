@@ -1,0 +1,317 @@
+"""The model server's canary: the Argo Rollouts resources match their CRDs and keep the server's contract."""
+from __future__ import annotations
+
+import copy
+import posixpath
+import re
+import shutil
+import subprocess
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.manifests import crd
+
+BASE = crd.ROOT / "manifests" / "base"
+ANALYSIS = "model-canary-analysis"
+
+
+def load(name: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all((BASE / name).read_text()) if d]
+
+
+(ROLLOUT,) = load("rollout.yaml")
+(TEMPLATE,) = load("analysis-template.yaml")
+SERVICES = {s["metadata"]["name"]: s for s in load("services.yaml")}
+POD = ROLLOUT["spec"]["template"]["spec"]
+(SERVER,) = [c for c in POD["containers"] if c["name"] == "model-server"]
+(LOADER,) = [c for c in POD["initContainers"] if c["name"] == "model-loader"]
+CONTAINERS = POD["initContainers"] + POD["containers"]
+VOLUMES = {v["name"]: v for v in POD["volumes"]}
+
+
+def env(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def argv(container: dict) -> list[str]:
+    return container.get("command", []) + container.get("args", [])
+
+
+def flag(container: dict, name: str) -> str:
+    args = argv(container)
+    return args[args.index(name) + 1]
+
+
+def container_port(port) -> int:
+    """A probe's or Service's target port (a number or a port name) as the server's container port."""
+    if isinstance(port, int):
+        return port
+    (number,) = [p["containerPort"] for p in SERVER["ports"] if p["name"] == port]
+    return number
+
+
+def mount_of(container: dict, path: str) -> dict:
+    """The volume mount that holds `path` in `container` (the deepest one)."""
+    holding = [m for m in container.get("volumeMounts", [])
+               if path == m["mountPath"] or path.startswith(m["mountPath"].rstrip("/") + "/")]
+    assert holding, f"{container['name']}: nothing is mounted at {path}"
+    return max(holding, key=lambda m: len(m["mountPath"]))
+
+
+# --- the CRD validator ------------------------------------------------------------------------------
+
+def test_vendored_crds_know_rollout_and_analysis_template():
+    assert (crd.CRD_DIR / "SOURCE.txt").is_file(), "keep where the vendored CRDs come from"
+    assert {("argoproj.io/v1alpha1", "Rollout"), ("argoproj.io/v1alpha1", "AnalysisTemplate")} <= set(crd.crd_schemas())
+
+
+@pytest.mark.parametrize("doc", [ROLLOUT, TEMPLATE], ids=["Rollout", "AnalysisTemplate"])
+def test_custom_resource_matches_its_crd(doc):
+    assert crd.is_custom(doc)
+    crd.validate(doc)
+
+
+DELETE = object()
+
+
+def changed(doc: dict, path: tuple, value) -> dict:
+    out = copy.deepcopy(doc)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    if value is DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return out
+
+
+STEPS = ("spec", "strategy", "canary", "steps")
+CONTAINER = ("spec", "template", "spec", "containers", 0)
+METRIC = ("spec", "metrics", 0)
+BROKEN = {
+    "unknown strategy field": (ROLLOUT, ("spec", "strategy", "canary", "canaryWeight"), 10,
+                               "'canaryWeight' was unexpected"),
+    "string for an integer": (ROLLOUT, ("spec", "replicas"), "five", "'five' is not of type 'integer'"),
+    "percent for a step weight": (ROLLOUT, (*STEPS, 0, "setWeight"), "10%", "'10%' is not of type 'integer'"),
+    "misspelt container field": (ROLLOUT, (*CONTAINER, "readinesProbe"), {"httpGet": {"path": "/", "port": 80}},
+                                 "'readinesProbe' was unexpected"),
+    "unknown field in an analysis step": (ROLLOUT, (*STEPS, 1, "analysis", "template"), ANALYSIS,
+                                          "'template' was unexpected"),
+    "unknown metadata field": (ROLLOUT, ("metadata", "lables"), {"a": "b"}, "'lables' was unexpected"),
+    "no name": (TEMPLATE, ("metadata", "name"), DELETE, "a name is required"),
+    "float for int-or-string": (TEMPLATE, (*METRIC, "count"), 1.5, "is not valid under any of the given schemas"),
+    "misspelt provider field": (TEMPLATE, (*METRIC, "provider", "prometheus", "querry"), "up",
+                                "'querry' was unexpected"),
+    "metric without provider": (TEMPLATE, (*METRIC, "provider"), DELETE, "'provider' is a required property"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN.values(), ids=BROKEN.keys())
+def test_validator_rejects_broken_resources(case):
+    doc, path, value, reason = case
+    with pytest.raises(crd.InvalidResource, match=re.escape(reason)):
+        crd.validate(changed(doc, path, value))
+
+
+ACCEPTED = {
+    "int-or-string as a string": (TEMPLATE, (*METRIC, "failureLimit"), "1"),
+    "int-or-string as an integer": (ROLLOUT, ("spec", "strategy", "canary", "maxSurge"), 1),
+    "fields the CRD preserves": (ROLLOUT, (*CONTAINER, "resources", "limits", "nvidia.com/gpu"), 1),
+}
+
+
+@pytest.mark.parametrize("case", ACCEPTED.values(), ids=ACCEPTED.keys())
+def test_validator_accepts_what_the_api_server_accepts(case):
+    doc, path, value = case
+    crd.validate(changed(doc, path, value))
+
+
+def as_pod_template(template: dict) -> dict:
+    return {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": ROLLOUT["metadata"]["name"]},
+            "template": template}
+
+
+def test_pod_template_is_valid_kubernetes():
+    """The Rollout CRD leaves volumes and resource quantities open; the strict core schema checks them."""
+    kubernetes_validate.validate(as_pod_template(ROLLOUT["spec"]["template"]), crd.K8S_VERSION, strict=True)
+
+
+def test_pod_template_check_catches_what_the_crd_lets_through():
+    volumes = ("spec", "template", "spec", "volumes")
+    index = POD["volumes"].index(VOLUMES["podinfo"])
+    broken = changed(ROLLOUT, (*volumes, index, "downwardAPI", "items", 0, "fieldRef", "fieldPth"), "x")
+    crd.validate(broken)  # volumes are x-kubernetes-preserve-unknown-fields in the CRD
+    with pytest.raises(kubernetes_validate.ValidationError, match="'fieldPth' was unexpected"):
+        kubernetes_validate.validate(as_pod_template(broken["spec"]["template"]), crd.K8S_VERSION, strict=True)
+
+
+# --- the Rollout --------------------------------------------------------------------------------------
+
+def test_canary_steps_raise_the_weight_with_an_analysis_after_each():
+    canary = ROLLOUT["spec"]["strategy"]["canary"]
+    steps = canary["steps"]
+    assert [s["setWeight"] for s in steps if "setWeight" in s] == [10, 30, 60]
+    for i, step in enumerate(steps):
+        if "setWeight" in step:
+            gate = steps[i + 1] if i + 1 < len(steps) else {}
+            assert "analysis" in gate or "pause" in gate, f"nothing checks the canary at {step['setWeight']}%"
+    assert "analysis" in steps[-1], "the canary must pass an analysis before it takes 100%"
+    referenced = {t["templateName"] for s in steps if "analysis" in s for t in s["analysis"]["templates"]}
+    assert referenced == {TEMPLATE["metadata"]["name"]} == {ANALYSIS}
+    assert "trafficRouting" not in canary, "the base is replica-weighted; traffic routing belongs in an overlay"
+
+
+def test_pods_are_labelled_with_their_role():
+    canary = ROLLOUT["spec"]["strategy"]["canary"]
+    assert canary["canaryMetadata"]["labels"]["role"] == "canary"
+    assert canary["stableMetadata"]["labels"]["role"] == "stable"
+    assert "role" not in ROLLOUT["spec"]["template"]["metadata"]["labels"], "Argo Rollouts sets it"
+
+
+def test_rollout_selects_its_pods():
+    selector = ROLLOUT["spec"]["selector"]["matchLabels"]
+    assert selector == {"app.kubernetes.io/name": "fraud-detection"}
+    assert ROLLOUT["metadata"]["labels"]["app.kubernetes.io/name"] == "fraud-detection"
+    assert selector.items() <= ROLLOUT["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_model_server_ports_probes_and_command():
+    assert argv(SERVER)[:2] == ["mlops", "serve"]
+    assert {p["name"]: p["containerPort"] for p in SERVER["ports"]} == {"http": 8080, "metrics": 9090}
+    probes = {kind: SERVER[kind]["httpGet"] for kind in ("readinessProbe", "livenessProbe")}
+    assert probes["readinessProbe"]["path"] == "/v1/health/ready"
+    assert probes["livenessProbe"]["path"] == "/v1/health/live"
+    assert {container_port(p["port"]) for p in probes.values()} == {8080}
+    if "startupProbe" in SERVER:
+        assert SERVER["startupProbe"]["httpGet"]["path"] == "/v1/health/live"
+
+
+def test_model_server_environment():
+    variables = env(SERVER)
+    values = {name: e.get("value") for name, e in variables.items()}
+    assert values["MODEL_PATH"] == "/models/current"
+    assert values["MODEL_NAME"] == "fraud-detection"
+    assert (values["WORKERS"], values["MAX_BATCH_SIZE"], values["INFERENCE_LOG_SAMPLE_RATE"]) == ("2", "32", "1.0")
+    assert re.match(r"^[a-z0-9]+://", values["INFERENCE_LOG_URI"])
+    assert variables["MODEL_ROLE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.labels['role']"}}
+
+
+def test_role_file_follows_the_role_label():
+    role_file = env(SERVER)["MODEL_ROLE_FILE"]["value"]
+    assert role_file == "/etc/podinfo/role"
+    mount = mount_of(SERVER, role_file)
+    volume = VOLUMES[mount["name"]]
+    item_path = posixpath.relpath(role_file, mount["mountPath"])
+    (item,) = [i for i in volume["downwardAPI"]["items"] if i["path"] == item_path]
+    assert item["fieldRef"]["fieldPath"] == "metadata.labels['role']"
+    assert "subPath" not in mount, "a subPath mount never sees the file change"
+
+
+def test_model_loader_fills_the_folder_the_server_reads():
+    assert argv(LOADER)[:3] == ["mlops", "model", "pull"]
+    assert flag(LOADER, "--model-uri").startswith("models:/fraud-detection")
+    model_path = env(SERVER)["MODEL_PATH"]["value"]
+    assert flag(LOADER, "--output") == model_path
+    loader_mount, server_mount = mount_of(LOADER, model_path), mount_of(SERVER, model_path)
+    assert loader_mount["name"] == server_mount["name"] and "emptyDir" in VOLUMES[loader_mount["name"]]
+    assert not loader_mount.get("readOnly") and server_mount.get("readOnly")
+    assert env(LOADER)["MLFLOW_TRACKING_URI"]["value"] == "http://mlflow.mlflow.svc.cluster.local:5000"
+
+
+def test_credentials_come_from_the_optional_secret():
+    from pipelines import training
+
+    for container in CONTAINERS:
+        refs = [e["secretRef"] for e in container.get("envFrom", []) if "secretRef" in e]
+        assert refs == [{"name": training.CREDENTIALS_SECRET, "optional": True}], container["name"]
+        assert not any("secretKeyRef" in e.get("valueFrom", {}) for e in container.get("env", []))
+
+
+def test_images_are_the_pinned_project_image():
+    from components.image import DEFAULT_IMAGE
+
+    for container in CONTAINERS:
+        image = container["image"]
+        assert not image.endswith(":latest") and ":" in image.rsplit("/", 1)[-1], f"{image}: pin a tag"
+        assert image == DEFAULT_IMAGE, f"{container['name']}: the project image of this version"
+
+
+def test_pods_run_restricted():
+    pod = POD["securityContext"]
+    assert pod["runAsNonRoot"] is True and pod["runAsUser"] == 10001
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert POD.get("automountServiceAccountToken") is False
+    for container in CONTAINERS:
+        sc = container["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False, container["name"]
+        assert sc["readOnlyRootFilesystem"] is True, container["name"]
+        assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"], container["name"]
+        assert sc.get("runAsUser", pod["runAsUser"]) != 0 and sc.get("privileged") is not True
+        assert "emptyDir" in VOLUMES[mount_of(container, "/tmp")["name"]], f"{container['name']}: writable /tmp"
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= container["resources"][kind].keys(), f"{container['name']}: {kind}"
+
+
+# --- the Services ---------------------------------------------------------------------------------------
+
+def test_services_split_by_role_and_carry_both_ports():
+    canary = ROLLOUT["spec"]["strategy"]["canary"]
+    assert {canary["stableService"], canary["canaryService"]} == {"fraud-detection-stable", "fraud-detection-canary"}
+    assert set(SERVICES) == {"fraud-detection", "fraud-detection-stable", "fraud-detection-canary"}
+    pod_labels = ROLLOUT["spec"]["template"]["metadata"]["labels"]
+    for name, service in SERVICES.items():
+        selector = service["spec"]["selector"]
+        assert selector == ROLLOUT["spec"]["selector"]["matchLabels"], name
+        assert selector.items() <= pod_labels.items(), name
+        ports = {p["name"]: (p["port"], container_port(p["targetPort"])) for p in service["spec"]["ports"]}
+        assert ports == {"http": (80, 8080), "metrics": (9090, 9090)}, name
+
+
+# --- the AnalysisTemplate ---------------------------------------------------------------------------------
+
+def test_analysis_queries_read_the_canary_metrics_of_the_server():
+    queries = crd.analysis_queries()
+    assert set(queries) == {"latency-p95", "error-rate"}
+    assert "model_inference_duration_seconds_bucket" in queries["latency-p95"]
+    assert "model_inference_errors_total" in queries["error-rate"]
+    assert "model_inference_requests_total" in queries["error-rate"]
+    for name, query in queries.items():
+        selectors = re.findall(r"\b(model_inference_\w+)(\{[^}]*\})?", query)
+        assert selectors, name
+        for metric, labels in selectors:
+            assert 'role="canary"' in labels, f"{name}: {metric} must select the canary pods only"
+        assert "{{" not in query, f"{name}: the server's tests run the queries verbatim"
+
+
+def test_analysis_success_conditions_and_schedule():
+    metrics = crd.analysis_metrics()
+    assert metrics["latency-p95"]["successCondition"] == "result[0] < 0.1"
+    assert metrics["error-rate"]["successCondition"] == "len(result) == 0 || isNaN(result[0]) || result[0] < 0.01"
+    for name, metric in metrics.items():
+        assert (metric["interval"], int(metric["count"]), int(metric["failureLimit"])) == ("1m", 5, 1), name
+        assert int(metric["failureLimit"]) < int(metric["count"]), name
+
+
+def test_analysis_arguments_have_defaults():
+    """The Rollout passes no args: every {{args.x}} the template uses needs a value of its own."""
+    args = {a["name"]: a.get("value") for a in TEMPLATE["spec"].get("args", [])}
+    assert args["prometheus-address"] == "http://prometheus-operated.monitoring.svc:9090"
+    used = set(re.findall(r"\{\{\s*args\.([\w-]+)\s*\}\}", yaml.safe_dump(TEMPLATE["spec"]["metrics"])))
+    assert used == {"prometheus-address"}
+    assert all(args.get(name) for name in used)
+    for metric in TEMPLATE["spec"]["metrics"]:
+        assert metric["provider"]["prometheus"]["address"] == "{{args.prometheus-address}}"
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_analysis_queries_are_valid_promql(tmp_path):
+    rules = {"groups": [{"name": "canary-analysis", "rules": [
+        {"record": f"canary:{name.replace('-', '_')}", "expr": query}
+        for name, query in crd.analysis_queries().items()]}]}
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    out = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
