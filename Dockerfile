@@ -38,4 +38,7 @@ RUN pip install --no-cache-dir . \
 # Numeric user, so that runAsNonRoot can be verified by the kubelet.
 USER 10001:10001
 
+# model server: HTTP and Prometheus metrics (`mlops serve`)
+EXPOSE 8080 9090
+
 CMD ["mlops", "--help"]

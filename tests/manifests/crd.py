@@ -28,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = Path(__file__).resolve().parent / "crds" / "argo-rollouts"
 ANALYSIS_TEMPLATE = ROOT / "manifests" / "base" / "analysis-template.yaml"
-# Oldest Kubernetes the project targets (as in test_manifests.py): the ObjectMeta schema's version.
+# Oldest Kubernetes the project targets (test_manifests.py uses it too): the ObjectMeta schema's version.
 K8S_VERSION = "1.31"
 
 # The CRDs are large (~0.6 MB each): libyaml, when PyYAML has it, reads them several times faster.

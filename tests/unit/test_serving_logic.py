@@ -1,0 +1,115 @@
+"""Serving building blocks without HTTP: request checks, micro-batching, the inference log, settings."""
+import asyncio
+import copy
+import threading
+import time
+
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+
+from components.contract import parse
+from serving.batching import MicroBatcher
+from serving.config import Settings, SettingsError
+from serving.inference_log import InferenceLogger
+from serving.requests import ClientError, RequestReader, rows_from_body
+
+
+def rows_of(frame):
+    import json
+    return json.loads(frame.to_json(orient="records"))
+
+
+def test_reader_builds_the_training_dtypes(contract, transactions):
+    reader = RequestReader(contract)
+    rows = rows_of(transactions[contract.feature_columns].head(5))
+    frame = reader.frame(reader.check(rows))
+    assert dict(frame.dtypes.astype(str)) == dict(transactions[contract.feature_columns].dtypes.astype(str))
+    assert reader.pandera is None  # every check of the worked example is compiled
+
+
+def test_reader_falls_back_to_pandera_for_other_checks(contract, transactions):
+    doc = copy.deepcopy(contract.to_dict())
+    doc["pandera"]["columns"]["merchant_category"]["str_length"] = {"min_value": 3, "max_value": 20}
+    reader = RequestReader(parse(doc))
+    assert reader.pandera is not None
+    row = rows_of(transactions[contract.feature_columns].head(1))[0]
+    reader.check([row])
+    with pytest.raises(ClientError) as err:
+        reader.check([{**row, "merchant_category": "x" * 30}])
+    assert "merchant_category" in str(err.value) and err.value.status == 422
+
+
+def test_whole_floats_pass_for_int_columns_but_fractions_do_not(contract, transactions):
+    reader = RequestReader(contract)
+    row = rows_of(transactions[contract.feature_columns].head(1))[0]
+    assert reader.frame(reader.check([{**row, "hour_of_day": 4.0}]))["hour_of_day"].dtype == "int64"
+    with pytest.raises(ClientError, match="whole number"):
+        reader.check([{**row, "hour_of_day": 4.5}])
+
+
+def test_body_shapes():
+    assert rows_from_body({"instances": [{"a": 1}]}) == ([{"a": 1}], "instances")
+    assert rows_from_body({"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2]]}})[0] == [{"a": 1, "b": 2}]
+    for bad in ([], {"rows": []}, {"dataframe_split": {"columns": ["a"], "data": [[1, 2]]}}):
+        with pytest.raises(ClientError):
+            rows_from_body(bad)
+
+
+def test_micro_batcher_groups_concurrent_requests():
+    calls = []
+
+    def predict(rows):
+        calls.append(len(rows))
+        time.sleep(0.01)
+        values = np.array([r["x"] for r in rows])
+        return values * 2, values / 10
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_batch_size=8, max_wait_ms=2)
+        batcher.start()
+        results = await asyncio.gather(*(batcher.submit([{"x": i}]) for i in range(20)))
+        await batcher.stop()
+        return results
+
+    results = asyncio.run(scenario())
+    assert [int(r[0][0]) for r in results] == [2 * i for i in range(20)]  # each request gets its own rows
+    assert sum(calls) == 20 and len(calls) < 20 and max(calls) <= 8
+
+
+def test_inference_log_drops_when_full_and_flushes_on_close(tmp_path, transactions):
+    frame = transactions.head(4)
+    gate = threading.Event()
+    dropped, written = [], []
+    logger = InferenceLogger(str(tmp_path), "m", queue_size=2, flush_seconds=60, max_file_rows=4,
+                             on_drop=dropped.append, on_write=written.append)
+    original = logger._write
+    logger._write = lambda items: (gate.wait(5), original(items))  # a slow store
+    for _ in range(10):
+        logger.log(frame, np.zeros(4, dtype=int), np.zeros(4), "7", "canary")
+    assert sum(dropped) > 0
+    gate.set()
+    logger.close()
+    table = ds.dataset(str(tmp_path), format="parquet", partitioning="hive").to_table().to_pandas()
+    assert len(table) == sum(written) == 40 - sum(dropped)
+    assert set(table["model_version"]) == {"7"} and str(table["timestamp"].dtype).startswith("datetime64")
+
+
+def test_sampling_keeps_about_the_rate(tmp_path, transactions):
+    logger = InferenceLogger(str(tmp_path), "m", sample_rate=0.25, flush_seconds=60)
+    frame = transactions.head(2000)
+    logger.log(frame, np.zeros(len(frame), dtype=int), np.zeros(len(frame)), "1", "stable")
+    logger.close()
+    rows = ds.dataset(str(tmp_path), format="parquet", partitioning="hive").count_rows()
+    assert 350 < rows < 650
+
+
+def test_settings_from_env_and_flags():
+    s = Settings.from_env({"MODEL_PATH": "/m", "WORKERS": "3", "FAIL_FAST": "yes"}, port=1234)
+    assert (s.workers, s.fail_fast, s.port, s.metrics_port) == (3, True, 1234, 9090)
+    assert Settings.from_env(s.to_env()) == s
+    for env, message in (({}, "no model"), ({"MODEL_PATH": "/m", "MAX_BATCH_SIZE": "x"}, "MAX_BATCH_SIZE"),
+                         ({"MODEL_PATH": "/m", "MODEL_ROLE": "blue"}, "MODEL_ROLE"),
+                         ({"MODEL_PATH": "/m", "INFERENCE_LOG_SAMPLE_RATE": "2"}, "SAMPLE_RATE")):
+        with pytest.raises(SettingsError, match=message):
+            Settings.from_env(env)
