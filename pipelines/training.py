@@ -2,7 +2,7 @@
 from kfp import dsl, kubernetes
 
 from components.evaluate import evaluate_model
-from components.gate import quality_gate
+from components.gate import quality_gate, stop_on_failed_gate
 from components.image import DEFAULT_IMAGE, with_image
 from components.register import register_model
 from components.train import train_model
@@ -22,8 +22,9 @@ def with_credentials(task: dsl.PipelineTask) -> dsl.PipelineTask:
 
 def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE):
     """The training pipeline on `image`, its parameter defaults taken from `defaults`."""
-    validate_op, train_op, evaluate_op, gate_op, register_op = (
-        with_image(c, image) for c in (validate_data, train_model, evaluate_model, quality_gate, register_model))
+    validate_op, train_op, evaluate_op, gate_op, register_op, stop_op = (
+        with_image(c, image) for c in (validate_data, train_model, evaluate_model, quality_gate, register_model,
+                                       stop_on_failed_gate))
 
     @dsl.pipeline(name=NAME, description="Validate, train, evaluate and gate a tabular classifier; "
                                          "register it in MLflow with alias 'staged' when every gate passes.")
@@ -55,9 +56,11 @@ def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE):
                 config_sha256=train.outputs["config_sha256"], git_commit=git_commit,
                 pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             ).set_display_name("Register model").set_retry(3, backoff_duration="30s", backoff_factor=2)
+        with dsl.Else(name="gate-failed"):
+            stop = stop_op(gate_report=gate.outputs["gate_report"]).set_display_name("Stop: quality gate failed")
         # Inputs are URIs whose content can change under the same name, and evaluate/register talk
         # to the registry: no step may be answered from the cache.
-        for task in (validate, train, evaluate, gate, register):
+        for task in (validate, train, evaluate, gate, register, stop):
             task.set_caching_options(False)
         for task in (validate, evaluate, register):
             with_credentials(task)

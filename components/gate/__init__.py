@@ -26,3 +26,13 @@ def quality_gate(
         fh.write(outcome.to_json())
     print(outcome.to_markdown())
     return outcome.passed
+
+
+@component
+def stop_on_failed_gate(gate_report: Input[Artifact]):
+    """Fail the run, naming each missed gate: a candidate that misses a gate is a failed run."""
+    from components.gate import logic
+
+    with open(gate_report.path) as fh:
+        result = logic.GateResult.from_json(fh.read())
+    raise logic.GateFailed(f"quality gate failed, nothing registered: {result.failures()}")

@@ -13,6 +13,10 @@ class GateConfigError(ValueError):
     """The gates file is malformed."""
 
 
+class GateFailed(RuntimeError):
+    """The candidate missed at least one gate."""
+
+
 def check_gates(doc: dict, source: str = "quality gates") -> dict[str, dict]:
     """Return the gates mapping; reject unknown metrics, keys and comparisons, naming the file."""
     if not isinstance(doc, dict) or set(doc) != {"gates"} or not isinstance(doc["gates"], dict):
@@ -41,6 +45,14 @@ class GateResult:
 
     def to_json(self) -> str:
         return json.dumps({"passed": self.passed, "gates": self.rows}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "GateResult":
+        doc = json.loads(text)
+        return cls(passed=doc["passed"], rows=doc["gates"])
+
+    def failures(self) -> str:
+        return "; ".join(f"{r['metric']} {r['value']:.4g}: {r['reason']}" for r in self.rows if r["verdict"] == "fail")
 
     def to_markdown(self) -> str:
         lines = [f"## Quality gate: {'PASSED' if self.passed else 'FAILED'}", "",

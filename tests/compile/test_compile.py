@@ -20,25 +20,34 @@ def compiled(tmp_path_factory):
     return path, docs[0], docs[1] if len(docs) > 1 else {}
 
 
+def branches(spec) -> dict[str, tuple[str, dict]]:
+    """condition -> (trigger condition, tasks) of the If/Else on the gate."""
+    tasks = spec["root"]["dag"]["tasks"]
+    branch_comp = spec["components"][tasks["condition-branches-1"]["componentRef"]["name"]]
+    return {name: (task["triggerPolicy"]["condition"],
+                   spec["components"][task["componentRef"]["name"]]["dag"]["tasks"])
+            for name, task in branch_comp["dag"]["tasks"].items()}
+
+
 def test_graph_register_only_under_the_gate(compiled):
     _, spec, _ = compiled
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == STEPS | {"condition-1"}
+    assert set(tasks) == STEPS | {"condition-branches-1"}
     assert tasks["train-model"]["dependentTasks"] == ["validate-data"]
     assert tasks["evaluate-model"]["dependentTasks"] == ["train-model"]
     assert tasks["quality-gate"]["dependentTasks"] == ["evaluate-model"]
-    condition = tasks["condition-1"]
-    assert "quality-gate-Output" in condition["triggerPolicy"]["condition"]
-    assert condition["triggerPolicy"]["condition"].endswith("== true")
-    inner = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
-    assert set(inner) == {"register-model"}
-    assert inner["register-model"]["retryPolicy"]["maxRetryCount"] == 3
+    assert "quality-gate" in tasks["condition-branches-1"]["dependentTasks"]
+    (passed, register), (failed, stop) = sorted(branches(spec).values(), key=lambda b: b[0].startswith("!"))
+    assert passed == "inputs.parameter_values['pipelinechannel--quality-gate-Output'] == true"
+    assert failed == f"!({passed})"
+    assert set(register) == {"register-model"} and set(stop) == {"stop-on-failed-gate"}
+    assert register["register-model"]["retryPolicy"]["maxRetryCount"] == 3
 
 
 def test_every_executor_uses_the_given_image_and_installs_nothing(compiled):
     path, spec, _ = compiled
     executors = spec["deploymentSpec"]["executors"]
-    assert len(executors) == 5
+    assert len(executors) == 6
     for name, executor in executors.items():
         container = executor["container"]
         assert container["image"] == IMAGE, name
@@ -49,8 +58,8 @@ def test_every_executor_uses_the_given_image_and_installs_nothing(compiled):
 def test_caching_off_and_display_names(compiled):
     _, spec, _ = compiled
     tasks = spec["root"]["dag"]["tasks"]
-    register = spec["components"]["comp-condition-1"]["dag"]["tasks"]["register-model"]
-    for task in [*(tasks[s] for s in STEPS), register]:
+    guarded = [t for _, inner in branches(spec).values() for t in inner.values()]
+    for task in [*(tasks[s] for s in STEPS), *guarded]:
         assert not task["cachingOptions"].get("enableCache", False)
     assert tasks["validate-data"]["taskInfo"]["name"] == "Validate data"
 

@@ -26,7 +26,9 @@ def workspace(tmp_path_factory, mlflow_server):
     (tmp / "production.yaml").write_text(yaml.safe_dump(config))
     # 10,000 rows give a weaker model than the 100,000 the defaults of record are set for
     gates = yaml.safe_load((ROOT / "configs" / "quality_gates.yaml").read_text())
-    gates["gates"].update(recall={"minimum": 0.05}, average_precision={"minimum": 0.2, "baseline": "gte"})
+    gates["gates"].update(recall={"minimum": 0.05}, average_precision={"minimum": 0.2, "baseline": "gte"},
+                          # timing depends on what else the machine runs; benchmarks measure it
+                          latency_p95_ms_single={"maximum": 5000}, latency_p95_ms_batch32={"maximum": 5000})
     (tmp / "gates.yaml").write_text(yaml.safe_dump(gates))
     (tmp / "baseline.yaml").write_text(yaml.safe_dump({"roc_auc": 0.8, "average_precision": 0.2}))
     return {"tmp": tmp, "data": data, "uri": mlflow_server, "client": MlflowClient(mlflow_server)}
