@@ -157,3 +157,20 @@ def test_serve_straight_from_the_registry(start_server, registered, trained_mode
     server.wait()
     status, body = http("POST", f"{server.url}/v1/models/{MODEL}:predict", {"instances": records(rows.head(3))})
     assert status == 200 and body["model_version"] == "1" and len(body["probabilities"]) == 3
+
+
+def test_every_setting_the_rollout_gives_the_server_is_one_it_reads():
+    import yaml
+
+    from serving.config import Settings
+    from tests.conftest import ROOT
+
+    rollout = yaml.safe_load((ROOT / "manifests" / "base" / "rollout.yaml").read_text())
+    (server,) = [c for c in rollout["spec"]["template"]["spec"]["containers"] if c["name"] == "model-server"]
+    known = {Settings.env_name(f) for f in Settings.__dataclass_fields__}
+    given = {e["name"] for e in server.get("env", [])}
+    assert given and given <= known, given - known
+    assert {"MODEL_PATH", "MODEL_ROLE"} <= given
+    settings = Settings.from_env({e["name"]: e.get("value", "canary") for e in server["env"]})
+    ports = {p["name"]: p["containerPort"] for p in server["ports"]}
+    assert (ports["http"], ports["metrics"]) == (settings.port, settings.metrics_port)
