@@ -28,11 +28,12 @@ COPY pyproject.toml README.md compile.py ./
 COPY components ./components
 COPY pipelines ./pipelines
 COPY mlops ./mlops
+COPY serving ./serving
 COPY configs ./configs
 COPY schemas ./schemas
 
 # A regular (non-editable) install; the build leftovers in the source tree are removed.
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir ".[cloud]" \
  && rm -rf build ./*.egg-info
 
 # Numeric user, so that runAsNonRoot can be verified by the kubelet.

@@ -68,25 +68,27 @@ class Contract:
     def nullable(self, column: str) -> bool:
         return bool(self.schema.columns[column].nullable)
 
-    def allowed_values(self, column: str) -> list | None:
+    def allowed(self, column: str) -> list | None:
         """The values an `isin` check allows for a column, if it has one."""
         for check in self.schema.columns[column].checks:
             if check.name == "isin":
                 return list(check.statistics["allowed_values"])
         return None
 
-    def value_range(self, column: str) -> tuple[float | None, float | None]:
-        """(min, max) from the column's range checks; None where unbounded."""
+    def bounds(self, column: str) -> tuple[float | None, bool, float | None, bool]:
+        """(min, min inclusive, max, max inclusive) from the column's range checks; None where unbounded."""
         lo = hi = None
+        lo_inc = hi_inc = True
         for check in self.schema.columns[column].checks:
             stats = check.statistics or {}
             if check.name == "in_range":
                 lo, hi = stats["min_value"], stats["max_value"]
+                lo_inc, hi_inc = stats.get("include_min", True), stats.get("include_max", True)
             elif check.name in ("greater_than_or_equal_to", "greater_than"):
-                lo = stats["min_value"]
+                lo, lo_inc = stats["min_value"], check.name.endswith("equal_to")
             elif check.name in ("less_than_or_equal_to", "less_than"):
-                hi = stats["max_value"]
-        return lo, hi
+                hi, hi_inc = stats["max_value"], check.name.endswith("equal_to")
+        return lo, lo_inc, hi, hi_inc
 
     def dtype(self, column: str) -> str:
         """pandera's name of a column's dtype: float64, int64, bool, str, ..."""

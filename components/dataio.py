@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 
 import fsspec
 import pandas as pd
@@ -13,11 +14,18 @@ class DataError(ValueError):
 
 def read_table(uri: str) -> pd.DataFrame:
     """Read a Parquet or CSV table (by extension; Parquet otherwise) into a DataFrame."""
+    return read_table_and_sha256(uri)[0]
+
+
+def read_table_and_sha256(uri: str) -> tuple[pd.DataFrame, str]:
+    """The table and the sha256 of the very bytes it was parsed from (the lineage of what was used)."""
     lower = uri.lower()
     is_csv = lower.endswith((".csv", ".csv.gz"))
     try:
         with fsspec.open(uri, "rb", compression="infer") as fh:
-            df = pd.read_csv(fh) if is_csv else pd.read_parquet(fh)
+            data = fh.read()
+        digest = hashlib.sha256(data).hexdigest()
+        df = pd.read_csv(io.BytesIO(data)) if is_csv else pd.read_parquet(io.BytesIO(data))
     except FileNotFoundError as exc:
         raise DataError(f"{uri}: file not found") from exc
     except pd.errors.EmptyDataError as exc:
@@ -27,16 +35,7 @@ def read_table(uri: str) -> pd.DataFrame:
         raise DataError(f"{uri}: cannot read as {kind} ({type(exc).__name__}: {exc})") from exc
     if df.empty:
         raise DataError(f"{uri}: the table has no rows")
-    return df
-
-
-def sha256(uri: str) -> str:
-    """sha256 of a file's bytes: the data lineage recorded on a registered model."""
-    digest = hashlib.sha256()
-    with fsspec.open(uri, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return df, digest
 
 
 def write_table(df: pd.DataFrame, uri: str) -> None:

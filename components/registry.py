@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-STAGES = ("staged", "canary", "production", "archived", "rejected")
+from components.contract import Contract
+
 IMPORTANCES_ARTIFACT = "feature_importances.json"
 
 
@@ -19,6 +20,7 @@ class Champion:
     version: str
     run_id: str | None
     model: object
+    contract: Contract
     importances: dict[str, float] | None
 
 
@@ -46,20 +48,24 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | 
 
 
 def champion(tracking_uri: str, name: str, alias: str = "production") -> Champion | None:
-    """Load the model behind `alias` with its feature importances, or None if there is none."""
+    """Load the model behind `alias` with its contract and feature importances, or None if there is none."""
     import mlflow.artifacts
     import mlflow.sklearn
+
+    from components import contract
 
     client = MlflowClient(tracking_uri)
     mv = version_by_alias(client, name, alias)
     if mv is None:
         return None
     mlflow.set_tracking_uri(tracking_uri)
-    model = mlflow.sklearn.load_model(f"models:/{name}/{mv.version}")
+    folder = mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}")
+    model = mlflow.sklearn.load_model(folder)
+    spec = contract.load(f"{folder}/{contract.MODEL_FILE}")
     importances = None
     if mv.run_id:
         try:
             importances = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{IMPORTANCES_ARTIFACT}")
         except (MlflowException, OSError):
             importances = None
-    return Champion(version=str(mv.version), run_id=mv.run_id, model=model, importances=importances)
+    return Champion(version=str(mv.version), run_id=mv.run_id, model=model, contract=spec, importances=importances)

@@ -82,7 +82,13 @@ def cmd_serve(args) -> int:
 def cmd_model_pull(args) -> int:
     from serving.model import pull
 
-    info = pull(args.model_uri, args.output)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        info = pull(args.model_uri, args.output)
+    except MlflowException as exc:
+        print(f"mlops: error: cannot pull {args.model_uri}: {exc.message}", file=sys.stderr)
+        return 2
     print(f"model {info.name} version {info.version} ({info.source}) is in {args.output}")
     return 0
 

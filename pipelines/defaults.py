@@ -1,11 +1,13 @@
 """The defaults of record in configs/, checked and shaped into pipeline parameter defaults."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
 
+from components.evaluate.logic import METRICS
 from components.gate.logic import GateConfigError, check_gates
 from components.train.logic import TrainingConfigError, check_config
 
@@ -43,6 +45,15 @@ def _section(doc: dict, path, name: str, keys: set[str]) -> dict:
     return section
 
 
+def check_baseline(doc: dict, path) -> None:
+    """Baseline metrics are known metric names mapped to finite numbers (not bools)."""
+    for metric, value in doc.items():
+        if metric not in METRICS:
+            raise ConfigError(f"{path}: unknown metric {metric!r}; known metrics: {list(METRICS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{path}: {metric} must be a finite number, got {value!r}")
+
+
 @dataclass(frozen=True)
 class TrainingDefaults:
     schema_uri: str
@@ -73,9 +84,7 @@ def load(config: str | Path = CONFIG, gates: str | Path = GATES, baseline: str |
         check_gates(gates_doc, str(gates))
     except (TrainingConfigError, GateConfigError) as exc:
         raise ConfigError(str(exc)) from exc
-    bad = {k: v for k, v in baseline_doc.items() if not isinstance(v, (int, float))}
-    if bad:
-        raise ConfigError(f"{baseline}: baseline metrics must be numbers, got {bad}")
+    check_baseline(baseline_doc, baseline)
     return TrainingDefaults(schema_uri=data["schema_uri"], tracking_uri=registry["tracking_uri"],
                             model_name=registry["model_name"], training_config=doc["training"],
                             quality_gates=gates_doc, baseline_metrics=baseline_doc)

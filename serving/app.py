@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import threading
@@ -131,7 +132,10 @@ class Worker:
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            raise ClientError(400, f"malformed JSON: {exc}") from None
+            try:  # MLflow clients send NaN for missing values, which strict JSON parsers refuse
+                return json.loads(body, parse_constant=lambda c: None if c == "NaN" else float(c))
+            except ValueError:
+                raise ClientError(400, f"malformed JSON: {exc}") from None
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

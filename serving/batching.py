@@ -52,14 +52,27 @@ class MicroBatcher:
             batch = [row for rows, _ in items for row in rows]
             try:
                 labels, proba = await loop.run_in_executor(self.executor, self.predict, batch)
-            except Exception as exc:  # every request of the batch gets the error
-                for _, future in items:
-                    if not future.done():
-                        future.set_exception(exc)
+            except Exception as exc:
+                if len(items) == 1:
+                    _settle(items[0][1], error=exc)
+                    continue
+                for rows, future in items:  # alone, so one bad request cannot fail the others
+                    try:
+                        _settle(future, await loop.run_in_executor(self.executor, self.predict, rows))
+                    except Exception as alone:
+                        _settle(future, error=alone)
                 continue
             start = 0
             for rows, future in items:
                 end = start + len(rows)
-                if not future.done():
-                    future.set_result((labels[start:end], proba[start:end]))
+                _settle(future, (labels[start:end], proba[start:end]))
                 start = end
+
+
+def _settle(future: asyncio.Future, result=None, error: Exception | None = None) -> None:
+    if future.done():  # the request went away
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

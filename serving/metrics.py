@@ -6,7 +6,6 @@ must be set before prometheus_client is first imported (`serving.server` does it
 """
 from __future__ import annotations
 
-import os
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
@@ -60,7 +59,3 @@ def serve(port: int, host: str = "0.0.0.0") -> None:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     start_http_server(port, addr=host, registry=registry)
-
-
-def mark_process_dead(pid: int | None = None) -> None:
-    multiprocess.mark_process_dead(pid or os.getpid())

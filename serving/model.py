@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,26 +49,37 @@ def _sha(model_dir: Path) -> str | None:
 
 
 def pull(model_uri: str, output: str) -> ModelInfo:
-    """Download a model into `output` (what the init container does); a no-op when it is already there."""
+    """Download a model into `output` (what the init container does); a no-op when it is already there.
+
+    The download goes to a sibling folder that is renamed into place, so an interrupted pull leaves
+    nothing behind that a retry would trip over.
+    """
     import mlflow.artifacts
 
     name, version = resolve(model_uri)
     out = Path(output)
-    info_path = out / INFO_FILE
-    if info_path.exists():
-        have = ModelInfo(**json.loads(info_path.read_text()))
+    if (out / INFO_FILE).exists():
+        have = ModelInfo(**json.loads((out / INFO_FILE).read_text()))
         if version is not None and (have.name, have.version) == (name, version):
             return have
-    if out.exists() and any(p.name != INFO_FILE for p in out.iterdir()):
+    if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: not empty and holds another model; give an empty folder")
     # a models:/name@alias URI is pinned to the version just resolved, so an alias moving mid-download
     # cannot mix two versions
     source = f"models:/{name}/{version}" if name else model_uri
-    out.mkdir(parents=True, exist_ok=True)
-    mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(out))
-    info = ModelInfo(name=name or out.name, version=version or "unknown", source=model_uri,
-                     model_sha256=_sha(out))
-    info_path.write_text(json.dumps(info.__dict__, indent=2))  # written last: marks a complete download
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.partial-", dir=out.parent) as tmp:
+        partial = Path(tmp) / "model"
+        partial.mkdir()
+        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(partial))
+        info = ModelInfo(name=name or out.name, version=version or "unknown", source=model_uri,
+                         model_sha256=_sha(partial))
+        (partial / INFO_FILE).write_text(json.dumps(info.__dict__, indent=2))
+        if out.exists():  # an empty folder, perhaps a mount point: move the files in, the marker last
+            for item in sorted(partial.iterdir(), key=lambda p: p.name == INFO_FILE):
+                item.rename(out / item.name)
+        else:
+            partial.rename(out)
     return info
 
 

@@ -32,10 +32,13 @@ class ClientError(ValueError):
         return {"error": str(self), "problems": self.problems}
 
 
+INT64 = (-(2**63), 2**63 - 1)
+
+
 @dataclass(frozen=True)
 class Rule:
     column: str
-    dtype: str
+    dtype: str                 # pandera's dtype name: float64, Float64, int64, Int64, bool, boolean, str, ...
     nullable: bool
     lo: float | None = None
     lo_inclusive: bool = True
@@ -43,19 +46,31 @@ class Rule:
     hi_inclusive: bool = True
     allowed: frozenset | None = None
 
+    @property
+    def family(self) -> str:
+        name = self.dtype.lower()
+        if name.startswith("bool"):
+            return "bool"
+        if name.startswith(("int", "uint")):
+            return "int"
+        if name.startswith("float"):
+            return "float"
+        return "str"
+
     def problem(self, value) -> str | None:
         """Why `value` breaks this column's contract, or None."""
         if value is None:
             return None if self.nullable else "must not be null"
-        if self.dtype == "bool":
+        family = self.family
+        if family == "bool":
             return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
-        if self.dtype.startswith(("int", "float")):
+        if family in ("int", "float"):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return f"must be a number, got {value!r}"
-            if self.dtype.startswith("int") and not float(value).is_integer():
-                return f"must be a whole number, got {value!r}"
-            if isinstance(value, float) and not math.isfinite(value):
+            if not math.isfinite(value):
                 return f"must be finite, got {value!r}"
+            if family == "int" and not (float(value).is_integer() and INT64[0] <= value <= INT64[1]):
+                return f"must be a whole number within 64 bits, got {value!r}"
             if self.lo is not None and (value < self.lo or (value == self.lo and not self.lo_inclusive)):
                 return f"{value!r} is below the allowed minimum {self.lo}"
             if self.hi is not None and (value > self.hi or (value == self.hi and not self.hi_inclusive)):
@@ -67,25 +82,21 @@ class Rule:
             return f"{value!r} is not one of {sorted(self.allowed)}"
         return None
 
+    def as_column(self, values: list):
+        """The values as the column training saw: the contract's dtype, missing as that dtype's NA."""
+        if self.family == "str":
+            return np.array(values, dtype=object)
+        return pd.array(values, dtype=self.dtype)
+
 
 def _rule(contract: Contract, column: str) -> tuple[Rule, bool]:
     """The column's Rule, and whether it has checks the Rule cannot express."""
     spec = contract.schema.columns[column]
-    kwargs, other = {}, False
-    for check in spec.checks:
-        stats = check.statistics or {}
-        if check.name == "in_range":
-            kwargs.update(lo=stats["min_value"], hi=stats["max_value"],
-                          lo_inclusive=stats.get("include_min", True), hi_inclusive=stats.get("include_max", True))
-        elif check.name in ("greater_than_or_equal_to", "greater_than"):
-            kwargs.update(lo=stats["min_value"], lo_inclusive=check.name.endswith("equal_to"))
-        elif check.name in ("less_than_or_equal_to", "less_than"):
-            kwargs.update(hi=stats["max_value"], hi_inclusive=check.name.endswith("equal_to"))
-        elif check.name == "isin":
-            kwargs["allowed"] = frozenset(stats["allowed_values"])
-        else:
-            other = True
-    return Rule(column, contract.dtype(column), bool(spec.nullable), **kwargs), other
+    bounds = contract.bounds(column)
+    allowed = contract.allowed(column)
+    other = any(check.name not in FAST_CHECKS for check in spec.checks)
+    return Rule(column, contract.dtype(column), bool(spec.nullable), *bounds,
+                allowed=None if allowed is None else frozenset(allowed)), other
 
 
 class RequestReader:
@@ -134,18 +145,7 @@ class RequestReader:
 
     def frame(self, rows: list[dict]) -> pd.DataFrame:
         """The model's input frame for checked rows, with the contract's dtypes."""
-        return pd.DataFrame({name: self._column(rule, [row[name] for row in rows])
-                             for name, rule in self.rules.items()})
-
-    @staticmethod
-    def _column(rule: Rule, values: list):
-        if rule.dtype.startswith("float"):
-            return np.array(values, dtype="float64")
-        if rule.dtype.startswith("int") and None not in values:
-            return np.array(values, dtype="int64")
-        if rule.dtype == "bool" and None not in values:
-            return np.array(values, dtype=bool)
-        return np.array(values, dtype=object)
+        return pd.DataFrame({name: rule.as_column([row[name] for row in rows]) for name, rule in self.rules.items()})
 
 
 def _summary(problems: list[dict]) -> str:
@@ -158,10 +158,9 @@ def rows_from_body(payload) -> tuple[list, str]:
     """Rows from the KServe v1 body or MLflow's dataframe_split / dataframe_records bodies."""
     if not isinstance(payload, dict):
         raise ClientError(400, "the body must be a JSON object")
-    if "instances" in payload:
-        return payload["instances"], "instances"
-    if "dataframe_records" in payload:
-        return payload["dataframe_records"], "dataframe_records"
+    for key in ("instances", "dataframe_records", "inputs"):
+        if key in payload:
+            return payload[key], key
     if "dataframe_split" in payload:
         split = payload["dataframe_split"]
         if not isinstance(split, dict) or not isinstance(split.get("columns"), list) \
@@ -174,4 +173,4 @@ def rows_from_body(payload) -> tuple[list, str]:
                 raise ClientError(400, f"dataframe_split.data[{i}] must be a list of {len(columns)} values")
             rows.append(dict(zip(columns, values)))
         return rows, "dataframe_split.data"
-    raise ClientError(400, "the body must hold 'instances', 'dataframe_records' or 'dataframe_split'")
+    raise ClientError(400, "the body must hold 'instances', 'dataframe_records', 'dataframe_split' or 'inputs'")

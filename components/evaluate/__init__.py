@@ -30,9 +30,8 @@ def evaluate_model(
     frame = dataio.read_table(holdout.path)
     with open(importances.path) as fh:
         candidate_importances = json.load(fh)
-    champion = registry.champion(tracking_uri, model_name)
-    baseline = (logic.champion_baseline(champion, frame, spec) if champion else
-                logic.Baseline(source="baseline metrics (no production model yet)", metrics=baseline_metrics))
+    baseline = logic.choose_baseline(registry.champion(tracking_uri, model_name), frame, spec.label,
+                                     baseline_metrics)
     result = logic.evaluate(mlflow.sklearn.load_model(model.path), model.path, frame, spec,
                             candidate_importances, baseline)
     for name, value in result.metrics.items():

@@ -11,7 +11,7 @@ from scipy.stats import spearmanr
 from sklearn import metrics as skm
 
 from components.contract import Contract
-from components.scoring import fraud_probability
+from components.scoring import is_positive, positive_probability
 
 THRESHOLD = 0.5
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision")
@@ -71,13 +71,13 @@ def classification_metrics(y_true, proba) -> dict[str, float]:
 
 def latency_p95_ms(model, frame: pd.DataFrame, contract: Contract, batch: int, repeats: int) -> float:
     """p95 wall time of predicting `batch` rows, over `repeats` calls cycling through the frame."""
-    fraud_probability(model, frame.head(batch), contract)  # warm-up
+    positive_probability(model, frame.head(batch), contract)  # warm-up
     times = []
     for i in range(repeats):
         start = (i * batch) % max(len(frame) - batch, 1)
         rows = frame.iloc[start:start + batch]
         t0 = time.perf_counter()
-        fraud_probability(model, rows, contract)
+        positive_probability(model, rows, contract)
         times.append((time.perf_counter() - t0) * 1000)
     return float(np.percentile(times, 95))
 
@@ -99,7 +99,7 @@ def edge_cases(model, frame: pd.DataFrame, contract: Contract) -> list[dict]:
     cases = {"empty frame": sample.iloc[0:0]}
     extreme = sample.copy()
     for col in contract.numeric:
-        lo, hi = contract.value_range(col)
+        lo, _, hi, _ = contract.bounds(col)
         extreme[col] = np.where(np.arange(len(extreme)) % 2, hi if hi is not None else 1e12,
                                 lo if lo is not None else -1e12)
     cases["extreme values"] = extreme
@@ -116,7 +116,7 @@ def edge_cases(model, frame: pd.DataFrame, contract: Contract) -> list[dict]:
     results = []
     for name, rows in cases.items():
         try:
-            proba = fraud_probability(model, rows, contract)
+            proba = positive_probability(model, rows, contract)
             ok = len(proba) == len(rows) and bool(np.all((proba >= 0) & (proba <= 1)))
             detail = f"{len(proba)} predictions" if ok else f"bad output {proba[:3]}"
         except Exception as exc:  # any crash is the finding
@@ -131,8 +131,8 @@ def directory_size_mb(path: str) -> float:
 
 def evaluate(model, model_dir: str, holdout: pd.DataFrame, contract: Contract,
              importances: dict[str, float], baseline: Baseline) -> Evaluation:
-    y = holdout[contract.label].to_numpy()
-    proba = fraud_probability(model, holdout, contract)
+    y = is_positive(holdout[contract.label], model)
+    proba = positive_probability(model, holdout, contract)
     values: dict[str, float | None] = {k: float(v) for k, v in classification_metrics(y, proba).items()}
     values["latency_p95_ms_single"] = latency_p95_ms(model, holdout, contract, batch=1, repeats=200)
     values["latency_p95_ms_batch32"] = latency_p95_ms(model, holdout, contract, batch=32, repeats=50)
@@ -152,9 +152,16 @@ def evaluate(model, model_dir: str, holdout: pd.DataFrame, contract: Contract,
     )
 
 
-def champion_baseline(champion, holdout: pd.DataFrame, contract: Contract) -> Baseline:
-    """The production model scored on the candidate's holdout: a like-for-like comparison."""
-    y = holdout[contract.label].to_numpy()
-    scores = classification_metrics(y, fraud_probability(champion.model, holdout, contract))
+def choose_baseline(champion, holdout: pd.DataFrame, label: str, fallback: dict[str, float]) -> Baseline:
+    """The production model scored on the candidate's holdout (like for like), with its own contract;
+    the baseline metrics file when there is no production model or it needs columns the data lacks."""
+    if champion is None:
+        return Baseline(source="baseline metrics (no production model yet)", metrics=fallback)
+    missing = [c for c in champion.contract.feature_columns if c not in holdout.columns]
+    if missing:
+        return Baseline(source=f"baseline metrics (production v{champion.version} needs columns {missing})",
+                        metrics=fallback)
+    y = is_positive(holdout[label], champion.model)
+    scores = classification_metrics(y, positive_probability(champion.model, holdout, champion.contract))
     return Baseline(source=f"production v{champion.version}", version=champion.version,
                     metrics={k: float(v) for k, v in scores.items()}, importances=champion.importances)

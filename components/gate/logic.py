@@ -18,23 +18,31 @@ class GateFailed(RuntimeError):
 
 
 def check_gates(doc: dict, source: str = "quality gates") -> dict[str, dict]:
-    """Return the gates mapping; reject unknown metrics, keys and comparisons, naming the file."""
+    """Return the gates mapping; reject unknown metrics, keys, comparisons and bad values, naming the file."""
     if not isinstance(doc, dict) or set(doc) != {"gates"} or not isinstance(doc["gates"], dict):
         raise GateConfigError(f"{source}: expected a single top-level key 'gates' mapping metric -> bounds")
     gates = doc["gates"]
     for metric, gate in gates.items():
+        path = f"gates.{metric}"
         if metric not in METRICS:
-            raise GateConfigError(f"{source}: unknown metric {metric!r}; known metrics: {list(METRICS)}")
+            raise GateConfigError(f"{source}: unknown metric {metric!r} in 'gates'; known metrics: {list(METRICS)}")
         if not isinstance(gate, dict) or not gate:
-            raise GateConfigError(f"{source}: gate {metric!r} must map some of {sorted(GATE_KEYS)} to values")
+            raise GateConfigError(f"{source}: {path} must map some of {sorted(GATE_KEYS)} to values, got {gate!r}")
         unknown = sorted(set(gate) - GATE_KEYS)
         if unknown:
-            raise GateConfigError(f"{source}: gate {metric!r} has unknown key(s) {unknown}; allowed: {sorted(GATE_KEYS)}")
+            raise GateConfigError(f"{source}: unknown key(s) {unknown} in '{path}'; allowed: {sorted(GATE_KEYS)}")
         if gate.get("baseline", "gte") not in ("gte", "lte"):
-            raise GateConfigError(f"{source}: gate {metric!r}: baseline must be 'gte' or 'lte', got {gate['baseline']!r}")
-        for key in ("minimum", "maximum", "tolerance"):
-            if key in gate and not isinstance(gate[key], (int, float)):
-                raise GateConfigError(f"{source}: gate {metric!r}: {key} must be a number, got {gate[key]!r}")
+            raise GateConfigError(f"{source}: {path}.baseline must be 'gte' or 'lte', got {gate['baseline']!r}")
+        for key, value in gate.items():
+            # bool is an int subclass; a NaN bound would let every value pass
+            if key != "baseline" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not abs(value) < float("inf")):
+                raise GateConfigError(f"{source}: {path}.{key} must be a finite number, got {value!r}")
+        if "tolerance" in gate and "baseline" not in gate:
+            raise GateConfigError(f"{source}: {path}.tolerance is slack against the baseline, so {path} needs "
+                                  f"'baseline' too; got tolerance {gate['tolerance']!r} without it")
+        if gate.get("tolerance", 0) < 0:
+            raise GateConfigError(f"{source}: {path}.tolerance must be >= 0, got {gate['tolerance']!r}")
     return gates
 
 

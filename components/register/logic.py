@@ -51,6 +51,12 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
+def _versions_with(client: MlflowClient, name: str, digest: str) -> list:
+    """The versions of `name` holding this model hash, oldest first."""
+    found = client.search_model_versions(f"name = '{name}' and tags.model_sha256 = '{digest}'")
+    return sorted(found, key=lambda mv: int(mv.version))
+
+
 def _ensure_registered_model(client: MlflowClient, name: str) -> None:
     try:
         client.create_registered_model(name, description="Registered by the tabular-mlops training pipeline.")
@@ -84,11 +90,11 @@ def register(tracking_uri: str, name: str, model_dir: str, lineage: dict[str, st
     client = MlflowClient(tracking_uri)
     digest = model_hash(model_dir)
     lineage = {**lineage, "model_sha256": digest}
-    existing = client.search_model_versions(f"name = '{name}' and tags.model_sha256 = '{digest}'")
+    existing = _versions_with(client, name, digest)
     if existing:
         mv = existing[0]
         if mv.tags.get("stage"):  # fully registered before: nothing to do
-            return Registration(name, str(mv.version), ALIAS, False, mv.run_id or "")
+            return Registration(name, str(mv.version), ",".join(mv.aliases) or "none", False, mv.run_id or "")
         run_id = mv.run_id
     else:
         experiment_id = ensure_experiment(client, name)
@@ -101,8 +107,12 @@ def register(tracking_uri: str, name: str, model_dir: str, lineage: dict[str, st
                 **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items() if v is not None},
                 "gate_report": json.dumps({r["metric"]: r["verdict"] for r in gate_report["gates"]}),
                 "gate_passed": str(gate_report["passed"]).lower()}
-        mv = client.create_model_version(name, source, run_id=run_id, tags=tags,
-                                         description=f"model sha256 {digest}")
+        client.create_model_version(name, source, run_id=run_id, tags=tags, description=f"model sha256 {digest}")
+        # the client retries requests whose answer was lost, which can create the version twice:
+        # keep the first, drop the copies (nothing points at them yet)
+        mv, *copies = _versions_with(client, name, digest)
+        for copy in copies:
+            client.delete_model_version(name, copy.version)
     client.set_registered_model_alias(name, ALIAS, mv.version)
     client.set_model_version_tag(name, mv.version, "stage", ALIAS)
     return Registration(name, str(mv.version), ALIAS, True, run_id)

@@ -13,6 +13,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.impute import SimpleImputer
 from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import get_scorer_names
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -30,13 +31,52 @@ TRUSTED_TYPES = [
     "numpy.dtype",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
 ]
-CONFIG_KEYS = {"seed", "test_size", "estimator", "params", "tuning", "importance"}
-TUNING_KEYS = {"param_grid", "cv", "scoring", "max_rows"}
-IMPORTANCE_KEYS = {"n_repeats", "max_rows"}
 
 
 class TrainingConfigError(ValueError):
     """The training configuration is malformed."""
+
+
+def _int(low: int, high: float = float("inf")):
+    """A check that a value is an int (not a bool) in [low, high], and what the check asks for."""
+    return ((lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high),
+            f"an int >= {low}" if high == float("inf") else f"an int in [{low}, {high}]")
+
+
+def _share(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1
+
+
+# Section -> allowed key -> (check, what it asks for), or None where check_config looks at the value itself.
+SETTINGS = {
+    "training": {"seed": _int(0, 2**32 - 1), "test_size": (_share, "a number between 0 and 1, exclusive"),
+                 "estimator": (lambda v: isinstance(v, str) and v in ESTIMATORS, f"one of {sorted(ESTIMATORS)}"),
+                 "params": None, "tuning": None, "importance": None},
+    "training.tuning": {"param_grid": None, "cv": _int(2), "max_rows": _int(1),
+                        "scoring": (lambda v: isinstance(v, str) and v in get_scorer_names(),
+                                    "a scikit-learn scorer name (see sklearn.metrics.get_scorer_names())")},
+    "training.importance": {"n_repeats": _int(1), "max_rows": _int(1)},
+}
+
+
+def _mapping(value, path: str, source: str) -> dict:
+    """An optional section: absent or null is empty."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TrainingConfigError(f"{source}: {path} must be a mapping, got {value!r}")
+    return value
+
+
+def _check_param(cls, name: str, value, path: str, source: str) -> None:
+    """scikit-learn's own validation; its constraints are per parameter, so one value at a time names the culprit."""
+    if name not in cls().get_params():
+        raise TrainingConfigError(f"{source}: {path} is not a parameter of {cls.__name__}; "
+                                  f"allowed: {sorted(cls().get_params())}")
+    try:
+        cls(**{name: value})._validate_params()
+    except ValueError as exc:  # sklearn's InvalidParameterError
+        raise TrainingConfigError(f"{source}: {path}: {exc}") from exc
 
 
 def _integral(value):
@@ -49,28 +89,34 @@ def _integral(value):
 
 
 def check_config(config: dict, source: str = "training config") -> dict:
-    """The config with whole numbers as int; reject unknown or missing keys and estimators, naming the source."""
+    """The config with whole numbers as int; reject unknown, missing or bad keys and values, naming the source."""
     if not isinstance(config, dict):
         raise TrainingConfigError(f"{source}: expected a mapping, got {type(config).__name__}")
-    for keys, section, name in ((CONFIG_KEYS, config, "training"),
-                                (TUNING_KEYS, config.get("tuning") or {}, "training.tuning"),
-                                (IMPORTANCE_KEYS, config.get("importance") or {}, "training.importance")):
-        unknown = sorted(set(section) - keys)
-        if unknown:
-            raise TrainingConfigError(f"{source}: unknown key(s) {unknown} in '{name}'; allowed: {sorted(keys)}")
     missing = sorted({"seed", "test_size", "estimator"} - set(config))
     if missing:
         raise TrainingConfigError(f"{source}: missing key(s) {missing} in 'training'")
-    if config["estimator"] not in ESTIMATORS:
-        raise TrainingConfigError(
-            f"{source}: unknown estimator {config['estimator']!r}; allowed: {sorted(ESTIMATORS)}")
     config = _integral(config)
-    if not 0 < float(config["test_size"]) < 1:
-        raise TrainingConfigError(f"{source}: test_size must be between 0 and 1, got {config['test_size']}")
-    try:
-        ESTIMATORS[config["estimator"]](**(config.get("params") or {}))
-    except TypeError as exc:
-        raise TrainingConfigError(f"{source}: bad 'params' for {config['estimator']}: {exc}") from exc
+    sections = {"training": config,
+                "training.tuning": _mapping(config.get("tuning"), "training.tuning", source),
+                "training.importance": _mapping(config.get("importance"), "training.importance", source)}
+    for path, section in sections.items():
+        allowed = SETTINGS[path]
+        unknown = sorted(set(section) - set(allowed))
+        if unknown:
+            raise TrainingConfigError(f"{source}: unknown key(s) {unknown} in '{path}'; allowed: {sorted(allowed)}")
+        for key, value in section.items():
+            if allowed[key] and not allowed[key][0](value):
+                raise TrainingConfigError(f"{source}: {path}.{key} must be {allowed[key][1]}, got {value!r}")
+    cls = ESTIMATORS[config["estimator"]]
+    for name, value in _mapping(config.get("params"), "training.params", source).items():
+        _check_param(cls, name, value, f"training.params.{name}", source)
+    grid = _mapping(sections["training.tuning"].get("param_grid"), "training.tuning.param_grid", source)
+    for name, values in grid.items():
+        path = f"training.tuning.param_grid.{name}"
+        if not isinstance(values, list) or not values:
+            raise TrainingConfigError(f"{source}: {path} must be a non-empty list of values to try, got {values!r}")
+        for value in values:
+            _check_param(cls, name, value, path, source)
     return config
 
 

@@ -18,7 +18,7 @@ def validate_data(
     from components import contract, dataio
     from components.validate import logic
 
-    df = dataio.read_table(data_uri)
+    df, data_sha256 = dataio.read_table_and_sha256(data_uri)
     try:
         clean, result = logic.validate(df, contract.load(schema_uri), source=data_uri)
     except logic.ValidationFailed as failed:
@@ -27,4 +27,4 @@ def validate_data(
     result.write(report.path, failure_cases.path)
     dataio.write_table(clean, validated.path)
     validated.metadata.update({"rows": len(clean), "source": data_uri})
-    return (len(clean), dataio.sha256(data_uri))
+    return (len(clean), data_sha256)

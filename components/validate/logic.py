@@ -56,14 +56,22 @@ class ValidationReport:
             fh.write(self.to_json())
 
     def summary(self) -> str:
-        parts = [f"column {f['column']!r}: {f['check']}" if f["check"] in TABLE_CHECKS.values() else
-                 f"column {f['column']!r}: check {f['check']!r} failed for {f['count']} row(s), e.g. "
-                 f"{', '.join(map(repr, f['examples']))}" for f in self.failures]
+        parts = [_describe(f) for f in self.failures]
         return f"{self.source} breaks the contract {self.contract}: " + "; ".join(parts)
 
 
 TABLE_CHECKS = {"column_in_dataframe": "missing column (column_in_dataframe)",
                 "column_in_schema": "unexpected column (column_in_schema)"}
+
+
+def _describe(failure: dict) -> str:
+    column, check = failure["column"], failure["check"]
+    if check in TABLE_CHECKS.values():
+        return f"column {column!r}: {check}"
+    if check.startswith("dtype("):  # pandera reports the actual dtype as the failure case
+        return f"column {column!r}: dtype {failure['examples'][0]}, expected {check[7:-2]}"
+    return (f"column {column!r}: check {check!r} failed for {failure['count']} row(s), e.g. "
+            f"{', '.join(map(repr, failure['examples']))}")
 
 
 def _failures(cases: pd.DataFrame) -> list[dict]:

@@ -36,9 +36,14 @@ def test_predictions_equal_pyfunc_on_every_protocol(start_server, pulled, traine
     assert np.allclose(body["probabilities"], proba)
 
     split = json.loads(sample.to_json(orient="split", index=False))
-    for payload in ({"dataframe_split": split}, {"dataframe_records": records(sample)}):
+    for payload in ({"dataframe_split": split}, {"dataframe_records": records(sample)}, {"inputs": records(sample)}):
         status, body = http("POST", f"{server.url}/invocations", payload)
         assert status == 200 and body["predictions"] == list(expected), body
+    # the example MLflow wrote beside the model, NaN for missing values and all
+    example = (pulled / "serving_input_example.json").read_bytes()
+    assert b"NaN" in example
+    status, body = http("POST", f"{server.url}/invocations", raw=example)
+    assert status == 200 and len(body["predictions"]) == 5, body
 
 
 BAD = [

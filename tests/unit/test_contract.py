@@ -13,8 +13,8 @@ def test_worked_example_contract(contract):
     assert {"numeric", "categorical", "boolean"} == set(contract.features.values())
     assert "merchant_category" in contract.categorical and "channel" in contract.categorical
     assert contract.nullable("device_trust_score") and not contract.nullable("amount")
-    assert contract.value_range("hour_of_day") == (0, 23)
-    assert "online" in contract.allowed_values("channel")
+    assert contract.bounds("hour_of_day") == (0, True, 23, True)
+    assert "online" in contract.allowed("channel") and contract.allowed("amount") is None
     assert contract.label not in contract.feature_schema.columns
 
 

@@ -19,9 +19,15 @@ def _write(tmp_path, name, doc):
 @pytest.mark.parametrize("which, mutate, message", [
     ("config", lambda d: d.update(trainig={}), "unknown top-level key(s) ['trainig']"),
     ("config", lambda d: d["registry"].update(url="x"), "section 'registry' has unknown key(s) ['url']"),
-    ("config", lambda d: d["training"].update(estimator="svm"), "unknown estimator 'svm'"),
+    ("config", lambda d: d["training"].update(estimator="svm"), "training.estimator must be one of"),
+    ("config", lambda d: d["training"].update(seed="abc"), "training.seed must be an int in [0, 4294967295], got 'abc'"),
+    ("config", lambda d: d["training"]["tuning"].update(cv=1), "training.tuning.cv must be an int >= 2, got 1"),
+    ("config", lambda d: d["training"]["params"].update(max_iter="many"), "training.params.max_iter: "),
     ("gates", lambda d: d["gates"].update(auc={"minimum": 1}), "unknown metric 'auc'"),
-    ("baseline", lambda d: d.update(roc_auc="high"), "baseline metrics must be numbers"),
+    ("gates", lambda d: d["gates"]["recall"].update(minimum=True), "gates.recall.minimum must be a finite number, got True"),
+    ("baseline", lambda d: d.update(roc_auc="high"), "roc_auc must be a finite number, got 'high'"),
+    ("baseline", lambda d: d.update(roc_auc=True), "roc_auc must be a finite number, got True"),
+    ("baseline", lambda d: d.update(roc_acu=0.8), "unknown metric 'roc_acu'; known metrics: ['accuracy', "),
 ])
 def test_bad_config_names_the_file(tmp_path, which, mutate, message):
     files = {"config": defaults.CONFIG, "gates": defaults.GATES, "baseline": defaults.BASELINE}
@@ -30,7 +36,8 @@ def test_bad_config_names_the_file(tmp_path, which, mutate, message):
     paths = {k: _write(tmp_path, f"{k}.yaml", d) for k, d in docs.items()}
     with pytest.raises(defaults.ConfigError) as err:
         defaults.load(paths["config"], paths["gates"], paths["baseline"])
-    assert f"{which}.yaml" in str(err.value) and message in str(err.value)
+    assert str(err.value).startswith(str(paths[which])) and message in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 def test_malformed_and_missing_yaml(tmp_path):

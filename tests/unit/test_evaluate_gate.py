@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from components.evaluate import logic as ev
@@ -46,15 +47,31 @@ def test_importance_stability():
     assert ev.importance_stability(a, None) is None
 
 
-def test_champion_baseline_scores_on_the_same_holdout(trained, contract):
+def test_production_model_is_the_baseline_scored_with_its_own_contract(trained, contract):
     from components.registry import Champion
 
-    champ = Champion(version="3", run_id=None, model=trained.pipeline, importances={"amount": 1.0})
-    base = ev.champion_baseline(champ, trained.holdout, contract)
-    assert base.source == "production v3"
+    champ = Champion(version="3", run_id=None, model=trained.pipeline, contract=contract,
+                     importances={"amount": 1.0})
+    base = ev.choose_baseline(champ, trained.holdout, contract.label, {"roc_auc": 0.5})
+    assert base.source == "production v3" and base.importances == {"amount": 1.0}
     own = ev.classification_metrics(trained.holdout["is_fraud"], trained.pipeline.predict_proba(
         trained.holdout[contract.feature_columns])[:, 1])
     assert base.metrics["roc_auc"] == pytest.approx(own["roc_auc"])
+    without = trained.holdout.drop(columns=["channel"])  # the schema moved on: not comparable
+    fallback = ev.choose_baseline(champ, without, contract.label, {"roc_auc": 0.5})
+    assert fallback.metrics == {"roc_auc": 0.5} and "['channel']" in fallback.source
+    assert ev.choose_baseline(None, trained.holdout, contract.label, {"roc_auc": 0.5}).source.startswith("baseline")
+
+
+def test_string_labels_are_evaluated(trained, contract, tmp_path):
+    from components.train.logic import train
+    from tests.unit.test_train import FAST
+
+    data = trained.train.assign(is_fraud=np.where(trained.train["is_fraud"] == 1, "fraud", "legit"))
+    model = train(data, contract, FAST)
+    result = ev.evaluate(model.pipeline, str(tmp_path), model.holdout, contract, model.importances,
+                         ev.Baseline(source="file", metrics={}))
+    assert 0.5 < result.metrics["roc_auc"] <= 1 and result.metrics["recall"] >= 0
 
 
 GATES = {"gates": {"roc_auc": {"minimum": 0.8, "baseline": "gte", "tolerance": 0.01},
@@ -81,13 +98,18 @@ def test_gates_pass_and_fail_with_reasons():
     ({"gates": {"rocauc": {"minimum": 1}}}, "unknown metric 'rocauc'"),
     ({"gates": {"roc_auc": {"min": 1}}}, "unknown key(s) ['min']"),
     ({"gates": {"roc_auc": {"baseline": "gt"}}}, "baseline must be 'gte' or 'lte'"),
-    ({"gates": {"roc_auc": {"minimum": "high"}}}, "minimum must be a number"),
+    ({"gates": {"roc_auc": {"minimum": "high"}}}, "gates.roc_auc.minimum must be a finite number, got 'high'"),
+    ({"gates": {"roc_auc": {"minimum": True}}}, "gates.roc_auc.minimum must be a finite number, got True"),
+    ({"gates": {"recall": {"maximum": float("nan")}}}, "gates.recall.maximum must be a finite number, got nan"),
+    ({"gates": {"roc_auc": {"minimum": 0.8, "tolerance": 0.01}}},
+     "gates.roc_auc.tolerance is slack against the baseline, so gates.roc_auc needs 'baseline' too; got tolerance 0.01"),
+    ({"gates": {"roc_auc": {"baseline": "gte", "tolerance": -0.01}}}, "gates.roc_auc.tolerance must be >= 0, got -0.01"),
     ({"gate": {}}, "single top-level key 'gates'"),
 ])
 def test_bad_gates_are_rejected(doc, message):
-    with pytest.raises(gate.GateConfigError, match="gates.yaml") as err:
+    with pytest.raises(gate.GateConfigError, match="^gates.yaml: ") as err:
         gate.check_gates(doc, "gates.yaml")
-    assert message in str(err.value)
+    assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_lte_baseline_gate():

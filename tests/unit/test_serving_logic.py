@@ -113,3 +113,24 @@ def test_settings_from_env_and_flags():
                          ({"MODEL_PATH": "/m", "INFERENCE_LOG_SAMPLE_RATE": "2"}, "SAMPLE_RATE")):
         with pytest.raises(SettingsError, match=message):
             Settings.from_env(env)
+
+
+def test_another_table_with_nullable_boolean_and_categorical_serves_like_it_trained():
+    """Served rows must reach the model as training rows did: same dtypes, same missing values."""
+    import pandas as pd
+
+    from components.contract import infer
+    from components.train.logic import train
+    from tests.unit.test_contract import loans
+
+    df = loans(800)
+    df["autopay"] = pd.array(np.where(np.arange(800) % 7 == 0, None, df["has_mortgage"]), dtype="boolean")
+    df.loc[df.index % 11 == 0, "purpose"] = None
+    spec = parse(infer(df, "defaulted", "loans"))
+    result = train(df, spec, {"seed": 0, "test_size": 0.25, "estimator": "hist_gradient_boosting",
+                              "params": {"max_iter": 20}})
+    holdout = result.holdout[spec.feature_columns].reset_index(drop=True)
+    reader = RequestReader(spec)
+    served = reader.frame(reader.check(rows_of(holdout)))
+    assert served["autopay"].isna().sum() == holdout["autopay"].isna().sum() > 0
+    np.testing.assert_allclose(result.pipeline.predict_proba(served), result.pipeline.predict_proba(holdout))
