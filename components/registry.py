@@ -34,13 +34,13 @@ def version_by_alias(client: MlflowClient, name: str, alias: str):
         raise
 
 
-def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None = None) -> str:
-    """The id of the experiment `name`, created (with `artifact_location`, if given) when missing."""
+def ensure_experiment(client: MlflowClient, name: str) -> str:
+    """The id of the experiment `name`, created when missing."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=artifact_location)
+        return client.create_experiment(name)
     except MlflowException as exc:  # created concurrently
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise

@@ -78,17 +78,12 @@ def run_training(data_uri: str, settings: config_defaults.TrainingDefaults, home
                  commit: str | None = None) -> TrainingRun:
     """Run the whole training pipeline locally; raise PipelineFailed with the failing step's error."""
     from kfp import local
-    from mlflow import MlflowClient
 
-    from components.registry import ensure_experiment
     from pipelines import training
 
     home = home.resolve()
     root = home / "pipeline_root"
     root.mkdir(parents=True, exist_ok=True)
-    if settings.tracking_uri.startswith("sqlite:"):
-        # keep artifacts beside the database instead of ./mlruns of whatever folder this runs in
-        ensure_experiment(MlflowClient(settings.tracking_uri), settings.model_name, str(home / "artifacts"))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     before = set(root.iterdir())
     log = home / "logs" / f"training-{time.strftime('%Y%m%d-%H%M%S')}.log"
@@ -96,7 +91,8 @@ def run_training(data_uri: str, settings: config_defaults.TrainingDefaults, home
     pipeline = training.build(settings)
     print(f"running the training pipeline (kfp.local); step logs: {log}", file=sys.stderr)
     start = time.perf_counter()
-    with open(log, "w") as fh, contextlib.redirect_stdout(fh), warnings.catch_warnings():
+    # steps run in `home`: an MLflow store on SQLite keeps its artifacts in ./mlruns, which is then here
+    with open(log, "w") as fh, contextlib.redirect_stdout(fh), contextlib.chdir(home), warnings.catch_warnings():
         # kfp.local notes that display names do nothing locally and that the image is not run here
         warnings.filterwarnings("ignore", message=".*(no effect in the current local runner|base image).*")
         try:

@@ -94,7 +94,8 @@ def register(tracking_uri: str, name: str, model_dir: str, lineage: dict[str, st
     if existing:
         mv = existing[0]
         if mv.tags.get("stage"):  # fully registered before: nothing to do
-            return Registration(name, str(mv.version), ",".join(mv.aliases) or "none", False, mv.run_id or "")
+            aliases = client.get_model_version(name, mv.version).aliases  # search results leave them out
+            return Registration(name, str(mv.version), ",".join(sorted(aliases)) or "none", False, mv.run_id or "")
         run_id = mv.run_id
     else:
         experiment_id = ensure_experiment(client, name)
