@@ -87,7 +87,7 @@ def test_no_credentials_in_the_yaml(compiled):
     for word in ("password:", "token:", "aws_secret_access_key:", "BEGIN PRIVATE KEY"):
         assert word not in text.lower()
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    for name, config in executors.items():
+    for config in executors.values():
         (secret,) = config["secretAsEnv"]
         assert secret["secretName"] == "mlops-credentials" and secret["optional"] is True
         assert {m["envVar"] for m in secret["keyToEnv"]} >= {"MLFLOW_TRACKING_PASSWORD", "AWS_SECRET_ACCESS_KEY"}

@@ -134,3 +134,13 @@ def test_another_table_with_nullable_boolean_and_categorical_serves_like_it_trai
     served = reader.frame(reader.check(rows_of(holdout)))
     assert served["autopay"].isna().sum() == holdout["autopay"].isna().sum() > 0
     np.testing.assert_allclose(result.pipeline.predict_proba(served), result.pipeline.predict_proba(holdout))
+
+
+def test_role_follows_the_downward_api_file(tmp_path):
+    from serving.metrics import Role
+
+    label = tmp_path / "role"
+    role = Role("canary", str(label), ttl=0)
+    assert role() == "canary"  # no file yet: the starting value
+    label.write_text("stable")
+    assert role() == "stable"  # promoted: the label changed, the file followed
