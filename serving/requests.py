@@ -86,7 +86,10 @@ class Rule:
         """The values as the column training saw: the contract's dtype, missing as that dtype's NA."""
         if self.family == "str":
             return np.array(values, dtype=object)
-        return pd.array(values, dtype=self.dtype)
+        try:
+            return np.array(values, dtype=np.dtype(self.dtype))  # float64, int64, bool: the fast path
+        except TypeError:  # pandas' nullable dtypes (Int64, boolean, ...), which numpy does not know
+            return pd.array(values, dtype=self.dtype)
 
 
 def _rule(contract: Contract, column: str) -> tuple[Rule, bool]:
