@@ -144,3 +144,23 @@ def test_role_follows_the_downward_api_file(tmp_path):
     assert role() == "canary"  # no file yet: the starting value
     label.write_text("stable")
     assert role() == "stable"  # promoted: the label changed, the file followed
+
+
+def test_direct_path_gives_the_pipelines_own_probabilities(contract, transactions):
+    from sklearn.linear_model import LogisticRegression
+
+    from components.train.logic import train
+    from serving.model import ModelInfo, ServedModel
+    from tests.unit.test_train import FAST
+
+    result = train(transactions, contract, FAST)
+    rows = result.holdout[contract.feature_columns]
+    info = ModelInfo(name="m", version="1", source="test")
+    served = ServedModel(info, result.pipeline, contract, RequestReader(contract), rows.head(5))
+    assert served.use_direct_path(rows.head(5))
+    np.testing.assert_array_equal(served.predict(rows)[1], result.pipeline.predict_proba(rows)[:, 1])
+    np.testing.assert_array_equal(served.predict(rows)[0], result.pipeline.predict(rows))
+
+    other = LogisticRegression().fit(rows[["amount", "hour_of_day"]], result.holdout["is_fraud"])
+    bare = ServedModel(info, other, contract, RequestReader(contract), rows.head(5))
+    assert not bare.use_direct_path(rows.head(5)) and bare.blocks is None
