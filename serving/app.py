@@ -86,8 +86,8 @@ class Worker:
         alive = [p for p in Path(folder).iterdir() if _alive(int(p.name))]
         return len(alive) >= self.settings.workers
 
-    async def predict(self, request: Request, rows_key: str | None) -> Response:
-        """One prediction request; `rows_key` None means the MLflow /invocations protocol."""
+    async def predict(self, request: Request, kserve: bool) -> Response:
+        """One prediction request: KServe v1 `:predict` or MLflow's `/invocations`."""
         started = time.perf_counter()
         labels = self.labels()
         metrics.REQUESTS.labels(*labels).inc()
@@ -96,17 +96,17 @@ class Worker:
                 metrics.ERRORS.labels(*labels, "server").inc()
                 return json_response({"error": "model not loaded yet" if self.load_error is None
                                       else f"model failed to load: {self.load_error}"}, 503)
-            if rows_key is not None and request.path_params["name"] != self.name:
+            if kserve and request.path_params["name"] != self.name:
                 raise ClientError(404, f"no model named {request.path_params['name']!r}; this server serves "
                                        f"{self.name!r}")
             payload = await self._read_json(request)
             rows, where = rows_from_body(payload)
-            if rows_key is not None and where != "instances":
+            if kserve and where != "instances":
                 raise ClientError(400, "the body must hold 'instances': a list of feature -> value objects")
             checked = self.model.reader.check(rows, where)
             predicted, proba = await self.batcher.submit(checked)
             metrics.ROWS.labels(*labels).inc(len(checked))
-            if rows_key is None:
+            if not kserve:
                 return json_response({"predictions": predicted})
             return json_response({"predictions": predicted, "probabilities": proba, "model_version": self.version})
         except ClientError as exc:
@@ -172,10 +172,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return json_response({"status": "ready", "model": worker.name, "model_version": worker.version})
 
     async def kserve(request):
-        return await worker.predict(request, "instances")
+        return await worker.predict(request, kserve=True)
 
     async def invocations(request):
-        return await worker.predict(request, None)
+        return await worker.predict(request, kserve=False)
 
     async def metadata(request):
         if worker.model is None:
