@@ -89,6 +89,7 @@ def run_training(data_uri: str, settings: config_defaults.TrainingDefaults, home
     log = home / "logs" / f"training-{time.strftime('%Y%m%d-%H%M%S')}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     pipeline = training.build(settings)
+    commit = commit or git_commit()  # of the folder the user runs in, before the steps move to `home`
     print(f"running the training pipeline (kfp.local); step logs: {log}", file=sys.stderr)
     start = time.perf_counter()
     # steps run in `home`: an MLflow store on SQLite keeps its artifacts in ./mlruns, which is then here
@@ -96,7 +97,7 @@ def run_training(data_uri: str, settings: config_defaults.TrainingDefaults, home
         # kfp.local notes that display names do nothing locally and that the image is not run here
         warnings.filterwarnings("ignore", message=".*(no effect in the current local runner|base image).*")
         try:
-            pipeline(data_uri=data_uri, git_commit=commit or git_commit(), **settings.as_arguments())
+            pipeline(data_uri=data_uri, git_commit=commit, **settings.as_arguments())
         except RuntimeError as exc:
             failed = re.findall(r"Inner task failed: (.*)\.", str(exc))
             step = ANSI.sub("", failed[0]) if failed else "a step"
