@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -22,6 +23,12 @@ class Champion:
     model: object
     contract: Contract
     importances: dict[str, float] | None
+
+
+def recorded_sha256(model_dir: str) -> str | None:
+    """The model hash train_model recorded in the model's MLmodel metadata, if any."""
+    with open(f"{model_dir}/MLmodel") as fh:
+        return (yaml.safe_load(fh).get("metadata") or {}).get("model_sha256")
 
 
 def version_by_alias(client: MlflowClient, name: str, alias: str):

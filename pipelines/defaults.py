@@ -1,14 +1,13 @@
 """The defaults of record in configs/, checked and shaped into pipeline parameter defaults."""
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
 
 from components.evaluate.logic import METRICS
-from components.gate.logic import GateConfigError, check_gates
+from components.gate.logic import GateConfigError, check_gates, finite_number
 from components.train.logic import TrainingConfigError, check_config
 
 CONFIG = "configs/production.yaml"
@@ -50,7 +49,7 @@ def check_baseline(doc: dict, path) -> None:
     for metric, value in doc.items():
         if metric not in METRICS:
             raise ConfigError(f"{path}: unknown metric {metric!r}; known metrics: {list(METRICS)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not finite_number(value):
             raise ConfigError(f"{path}: {metric} must be a finite number, got {value!r}")
 
 

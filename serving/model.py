@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sklearn
-import yaml
 
 from components import contract as contract_mod
 from components.contract import Contract
+from components.registry import recorded_sha256
 from serving.requests import RequestReader
 
 INFO_FILE = "model_info.json"  # written by `mlops model pull`, beside the MLflow model files
@@ -31,21 +31,18 @@ class ModelInfo:
     model_sha256: str | None = None
 
 
-def resolve(model_uri: str) -> tuple[str | None, str | None]:
-    """(registered name, version) behind a models:/ URI; (None, None) for other URIs."""
+def resolve(model_uri: str) -> tuple[str | None, str | None, str]:
+    """(registered name, version, URI to download) for a model URI. A models:/name@alias URI is pinned
+    to the version the alias points at now, so an alias moving mid-download cannot mix two versions."""
     match = MODELS_URI.match(model_uri)
     if not match:
-        return None, None
-    if match["version"]:
-        return match["name"], match["version"]
-    from mlflow import MlflowClient
+        return None, None, model_uri
+    version = match["version"]
+    if version is None:
+        from mlflow import MlflowClient
 
-    return match["name"], str(MlflowClient().get_model_version_by_alias(match["name"], match["alias"]).version)
-
-
-def _sha(model_dir: Path) -> str | None:
-    meta = yaml.safe_load((model_dir / "MLmodel").read_text()).get("metadata") or {}
-    return meta.get("model_sha256")
+        version = str(MlflowClient().get_model_version_by_alias(match["name"], match["alias"]).version)
+    return match["name"], version, f"models:/{match['name']}/{version}"
 
 
 def pull(model_uri: str, output: str) -> ModelInfo:
@@ -56,7 +53,7 @@ def pull(model_uri: str, output: str) -> ModelInfo:
     """
     import mlflow.artifacts
 
-    name, version = resolve(model_uri)
+    name, version, source = resolve(model_uri)
     out = Path(output)
     if (out / INFO_FILE).exists():
         have = ModelInfo(**json.loads((out / INFO_FILE).read_text()))
@@ -64,16 +61,13 @@ def pull(model_uri: str, output: str) -> ModelInfo:
             return have
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: not empty and holds another model; give an empty folder")
-    # a models:/name@alias URI is pinned to the version just resolved, so an alias moving mid-download
-    # cannot mix two versions
-    source = f"models:/{name}/{version}" if name else model_uri
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.partial-", dir=out.parent) as tmp:
         partial = Path(tmp) / "model"
         partial.mkdir()
         mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(partial))
         info = ModelInfo(name=name or out.name, version=version or "unknown", source=model_uri,
-                         model_sha256=_sha(partial))
+                         model_sha256=recorded_sha256(str(partial)))
         (partial / INFO_FILE).write_text(json.dumps(info.__dict__, indent=2))
         if out.exists():  # an empty folder, perhaps a mount point: move the files in, the marker last
             for item in sorted(partial.iterdir(), key=lambda p: p.name == INFO_FILE):
@@ -133,13 +127,13 @@ def load(model_path: str | None = None, model_uri: str | None = None, name: str 
         folder = Path(model_path)
         info_file = folder / INFO_FILE
         info = (ModelInfo(**json.loads(info_file.read_text())) if info_file.exists()
-                else ModelInfo(name=folder.name, version="unknown", source=str(folder), model_sha256=_sha(folder)))
+                else ModelInfo(name=folder.name, version="unknown", source=str(folder),
+                               model_sha256=recorded_sha256(str(folder))))
     else:
-        reg_name, reg_version = resolve(model_uri)
-        source = f"models:/{reg_name}/{reg_version}" if reg_name else model_uri
+        reg_name, reg_version, source = resolve(model_uri)
         folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
         info = ModelInfo(name=reg_name or folder.name, version=reg_version or "unknown", source=model_uri,
-                         model_sha256=_sha(folder))
+                         model_sha256=recorded_sha256(str(folder)))
     info = ModelInfo(name=name or info.name, version=version or info.version, source=info.source,
                      model_sha256=info.model_sha256)
     contract_file = folder / contract_mod.MODEL_FILE

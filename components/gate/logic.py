@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 
 from components.evaluate.logic import METRICS
 
 GATE_KEYS = {"minimum", "maximum", "baseline", "tolerance"}
+
+
+def finite_number(value) -> bool:
+    """An int or float, not a bool (an int subclass) and not NaN or infinite (a NaN bound passes anything)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class GateConfigError(ValueError):
@@ -34,9 +40,7 @@ def check_gates(doc: dict, source: str = "quality gates") -> dict[str, dict]:
         if gate.get("baseline", "gte") not in ("gte", "lte"):
             raise GateConfigError(f"{source}: {path}.baseline must be 'gte' or 'lte', got {gate['baseline']!r}")
         for key, value in gate.items():
-            # bool is an int subclass; a NaN bound would let every value pass
-            if key != "baseline" and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not abs(value) < float("inf")):
+            if key != "baseline" and not finite_number(value):
                 raise GateConfigError(f"{source}: {path}.{key} must be a finite number, got {value!r}")
         if "tolerance" in gate and "baseline" not in gate:
             raise GateConfigError(f"{source}: {path}.tolerance is slack against the baseline, so {path} needs "

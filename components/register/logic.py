@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
-from components.registry import IMPORTANCES_ARTIFACT, ensure_experiment
+from components.registry import IMPORTANCES_ARTIFACT, ensure_experiment, recorded_sha256
 
 ALIAS = "staged"
 PARAM_LIMIT = 100  # MLflow log_batch accepts at most 100 params per call
@@ -33,11 +32,10 @@ class Registration:
 
 def model_hash(model_dir: str) -> str:
     """The hash training recorded in the model's MLmodel metadata."""
-    with open(f"{model_dir}/MLmodel") as fh:
-        meta = yaml.safe_load(fh).get("metadata") or {}
-    if "model_sha256" not in meta:
+    digest = recorded_sha256(model_dir)
+    if digest is None:
         raise ValueError(f"{model_dir}/MLmodel has no metadata.model_sha256: was it written by train_model?")
-    return meta["model_sha256"]
+    return digest
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
