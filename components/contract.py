@@ -3,6 +3,8 @@
 A schema file is JSON with:
   name, version        identify the contract (the version is recorded on every registered model)
   label                the binary label column
+  positive_class       the label value of the positive class (the one scored, gated and served as
+                       `probabilities`), exactly as it appears in the data: "yes", 1, true, ...
   features             feature column -> kind: "numeric", "categorical" or "boolean"
   pandera              the columns and checks, in pandera's own JSON serialization
 
@@ -33,6 +35,7 @@ class Contract:
     name: str
     version: str
     label: str
+    positive_class: str | int | bool
     features: dict[str, str]
     pandera_json: str
     source: str = "<memory>"
@@ -103,6 +106,7 @@ class Contract:
             "name": self.name,
             "version": self.version,
             "label": self.label,
+            "positive_class": self.positive_class,
             "features": dict(self.features),
             "pandera": json.loads(self.pandera_json),
         }
@@ -112,10 +116,11 @@ def parse(doc: dict, source: str = "<memory>") -> Contract:
     """Build a Contract from a schema document; every inconsistency names the file."""
     if not isinstance(doc, dict):
         raise ContractError(f"{source}: a schema file must hold a JSON object")
-    missing = [k for k in ("name", "version", "label", "features", "pandera") if k not in doc]
+    required = ("name", "version", "label", "positive_class", "features", "pandera")
+    missing = [k for k in required if k not in doc]
     if missing:
-        raise ContractError(f"{source}: missing key(s) {missing}; expected name, version, label, features, pandera")
-    unknown = sorted(set(doc) - {"name", "version", "label", "features", "pandera", "description"})
+        raise ContractError(f"{source}: missing key(s) {missing}; expected {', '.join(required)}")
+    unknown = sorted(set(doc) - {*required, "description"})
     if unknown:
         raise ContractError(f"{source}: unknown key(s) {unknown}")
     features = doc["features"]
@@ -125,12 +130,19 @@ def parse(doc: dict, source: str = "<memory>") -> Contract:
     if bad_kinds:
         raise ContractError(f"{source}: unknown feature kind(s) {bad_kinds}; allowed: {list(KINDS)}")
     label = doc["label"]
+    positive = doc["positive_class"]
+    if isinstance(positive, float) and positive.is_integer():
+        positive = int(positive)
+    if not isinstance(positive, (str, int, bool)):
+        raise ContractError(f"{source}: positive_class must be the label value of the positive class "
+                            f"(a string, integer or boolean), got {positive!r}")
     if label in features:
         raise ContractError(f"{source}: label column {label!r} is also listed as a feature")
     contract = Contract(
         name=str(doc["name"]),
         version=str(doc["version"]),
         label=label,
+        positive_class=positive,
         features=dict(features),
         pandera_json=json.dumps(doc["pandera"], sort_keys=False),
         source=source,
@@ -170,10 +182,28 @@ def kind_of_dtype(dtype) -> str:
     return "categorical"
 
 
-def infer(df: pd.DataFrame, label: str, name: str, version: str = "1") -> dict:
+def infer_positive_class(values, given=None):
+    """The positive class: `given` (matched against the label values as text), else 1 of 0/1 or True of
+    False/True; any other label values need it given."""
+    found = sorted(pd.unique(pd.Series(values).dropna()).tolist(), key=str)
+    if given is not None:
+        hits = [v for v in found if str(v) == str(given) or (isinstance(v, bool) and str(v).lower() == str(given).lower())]
+        if not hits:
+            raise ContractError(f"--positive-class {given!r} is not a value of the label; found {found}")
+        value = hits[0]
+    elif set(found) <= {0, 1} and len(found) == 2:  # 0/1 and False/True (True == 1)
+        value = True if any(isinstance(v, bool) for v in found) else 1
+    else:
+        raise ContractError(f"cannot tell the positive class of label values {found[:20]}: "
+                            "give --positive-class VALUE")
+    return value.item() if hasattr(value, "item") else value
+
+
+def infer(df: pd.DataFrame, label: str, name: str, version: str = "1", positive_class=None) -> dict:
     """A starter schema document for a new table: pandera's inference, kinds from dtypes."""
     if label not in df.columns:
         raise ContractError(f"label column {label!r} is not in the data (columns: {list(df.columns)})")
+    positive = infer_positive_class(df[label], positive_class)
     inferred = json.loads(pa.infer_schema(df).to_json())
     inferred.pop("index", None)
     inferred["coerce"] = False
@@ -184,6 +214,7 @@ def infer(df: pd.DataFrame, label: str, name: str, version: str = "1") -> dict:
         "name": name,
         "version": version,
         "label": label,
+        "positive_class": positive,
         "features": {c: kind_of_dtype(df[c].dtype) for c in df.columns if c != label},
         "pandera": inferred,
     }

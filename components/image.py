@@ -15,10 +15,6 @@ def component(func=None, *, image: str = DEFAULT_IMAGE):
     """A lightweight component on the project image; nothing is pip-installed at run time."""
     if func is None:
         return lambda f: component(f, image=image)
-    if not hasattr(dsl, "component"):
-        # Inside a running step KFP loads a slim `kfp.dsl` without the decorator; the step's body
-        # imports its logic through this package, where the function itself is all that is needed.
-        return func
     return dsl.component(func, base_image=image, install_kfp_package=False)
 
 

@@ -63,11 +63,13 @@ def cmd_data_generate(args) -> int:
 def cmd_schema_infer(args) -> int:
     from components import contract, dataio
 
-    doc = contract.infer(dataio.read_table(args.data), args.label, name=args.name or Path(args.data).stem)
+    doc = contract.infer(dataio.read_table(args.data), args.label, name=args.name or Path(args.data).stem,
+                         positive_class=args.positive_class)
     contract.parse(doc, source=args.out)  # what we write must load
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
     kinds = ", ".join(f"{c}={k}" for c, k in doc["features"].items())
-    print(f"wrote {args.out}: label {args.label!r}, features {kinds}. Tighten the checks before use.")
+    print(f"wrote {args.out}: label {args.label!r} (positive class {doc['positive_class']!r}), features {kinds}. "
+          "Tighten the checks before use.")
     return 0
 
 
@@ -127,6 +129,8 @@ def parser() -> argparse.ArgumentParser:
     inf.add_argument("--label", required=True)
     inf.add_argument("--out", required=True)
     inf.add_argument("--name", help="contract name (default: the data file's stem)")
+    inf.add_argument("--positive-class", metavar="VALUE",
+                     help="label value of the positive class (default: 1 of 0/1, True of False/True)")
     inf.set_defaults(func=cmd_schema_infer)
     serve = sub.add_parser("serve", help="the model server (HTTP :8080, Prometheus metrics :9090)",
                            description="Other settings come from the environment: MODEL_PATH, MODEL_NAME, "

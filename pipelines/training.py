@@ -1,12 +1,12 @@
 """The training pipeline: validate -> train -> evaluate -> gate -> (if passed) register."""
 from kfp import dsl, kubernetes
 
-from components.evaluate import evaluate_model
-from components.gate import quality_gate, stop_on_failed_gate
+from components.evaluate.component import evaluate_model
+from components.gate.component import quality_gate, stop_on_failed_gate
 from components.image import DEFAULT_IMAGE, with_image
-from components.register import register_model
-from components.train import train_model
-from components.validate import validate_data
+from components.register.component import register_model
+from components.train.component import train_model
+from components.validate.component import validate_data
 from pipelines.defaults import TrainingDefaults
 
 NAME = "training"

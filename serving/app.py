@@ -106,9 +106,11 @@ class Worker:
             checked = self.model.reader.check(rows, where)
             predicted, proba = await self.batcher.submit(checked)
             metrics.ROWS.labels(*labels).inc(len(checked))
+            # labels as in the training data ("yes", 1, true): tolist() gives JSON-native values
             if not kserve:
-                return json_response({"predictions": predicted})
-            return json_response({"predictions": predicted, "probabilities": proba, "model_version": self.version})
+                return json_response({"predictions": predicted.tolist()})
+            return json_response({"predictions": predicted.tolist(), "probabilities": proba,
+                                  "model_version": self.version})
         except ClientError as exc:
             metrics.ERRORS.labels(*labels, "client").inc()
             return json_response(exc.body(), exc.status)

@@ -7,6 +7,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import sklearn
 from components import contract as contract_mod
 from components.contract import Contract
 from components.registry import recorded_sha256
+from components.scoring import positive_index
 from serving.requests import RequestReader
 
 INFO_FILE = "model_info.json"  # written by `mlops model pull`, beside the MLflow model files
@@ -87,6 +89,11 @@ class ServedModel:
 
     blocks: list | None = None  # (fitted transformer, columns) of the preprocessing, for the direct path
 
+    @cached_property
+    def positive(self) -> int:
+        """The probability column of the contract's positive class."""
+        return positive_index(self.estimator.classes_, self.contract)
+
     def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(labels, positive-class probabilities), labels as the estimator's own predict gives them."""
         # the request checks already rejected non-finite values; skip sklearn's per-step re-checks
@@ -96,7 +103,7 @@ class ServedModel:
             else:
                 proba = self.estimator[-1].predict_proba(
                     np.hstack([transformer.transform(frame[columns]) for transformer, columns in self.blocks]))
-        return self.estimator.classes_[proba.argmax(axis=1)], np.ascontiguousarray(proba[:, 1])
+        return self.estimator.classes_[proba.argmax(axis=1)], np.ascontiguousarray(proba[:, self.positive])
 
     def use_direct_path(self, rows: pd.DataFrame) -> bool:
         """Call the column transformer's fitted parts directly (no ColumnTransformer dispatch, which
@@ -110,7 +117,7 @@ class ServedModel:
                 and est[0].remainder == "drop" and est[0].sparse_output_ is False):
             return False
         self.blocks = [(t, list(cols)) for _, t, cols in est[0].transformers_ if t != "drop"]
-        reference = est.predict_proba(rows[self.contract.feature_columns])[:, 1]
+        reference = est.predict_proba(rows[self.contract.feature_columns])[:, self.positive]
         if not np.array_equal(self.predict(rows)[1], reference):
             self.blocks = None
         return self.blocks is not None

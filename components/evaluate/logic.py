@@ -131,7 +131,7 @@ def directory_size_mb(path: str) -> float:
 
 def evaluate(model, model_dir: str, holdout: pd.DataFrame, contract: Contract,
              importances: dict[str, float], baseline: Baseline) -> Evaluation:
-    y = is_positive(holdout[contract.label], model)
+    y = is_positive(holdout[contract.label], contract)
     proba = positive_probability(model, holdout, contract)
     values: dict[str, float | None] = {k: float(v) for k, v in classification_metrics(y, proba).items()}
     values["latency_p95_ms_single"] = latency_p95_ms(model, holdout, contract, batch=1, repeats=200)
@@ -161,7 +161,7 @@ def choose_baseline(champion, holdout: pd.DataFrame, label: str, fallback: dict[
     if missing:
         return Baseline(source=f"baseline metrics (production v{champion.version} needs columns {missing})",
                         metrics=fallback)
-    y = is_positive(holdout[label], champion.model)
+    y = is_positive(holdout[label], champion.contract)
     scores = classification_metrics(y, positive_probability(champion.model, holdout, champion.contract))
     return Baseline(source=f"production v{champion.version}", version=champion.version,
                     metrics={k: float(v) for k, v in scores.items()}, importances=champion.importances)

@@ -4,10 +4,10 @@ import json
 import pytest
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
-from components.evaluate import evaluate_model
-from components.gate import quality_gate
-from components.train import train_model
-from components.validate import validate_data
+from components.evaluate.component import evaluate_model
+from components.gate.component import quality_gate
+from components.train.component import train_model
+from components.validate.component import validate_data
 from components.validate.logic import ValidationFailed
 from components import dataio
 from pipelines import defaults

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -29,6 +31,8 @@ def test_evaluation_metrics_latency_edge_cases(trained, contract, tmp_path):
 
 def test_edge_cases_report_a_model_that_crashes(trained, contract):
     class Fragile:
+        classes_ = trained.pipeline.classes_
+
         def predict_proba(self, frame):
             if frame.isna().any().any():
                 raise ValueError("NaN")
@@ -68,6 +72,7 @@ def test_string_labels_are_evaluated(trained, contract, tmp_path):
     from tests.unit.test_train import FAST
 
     data = trained.train.assign(is_fraud=np.where(trained.train["is_fraud"] == 1, "fraud", "legit"))
+    contract = replace(contract, positive_class="fraud")  # alphabetically first: not classes_[1]
     model = train(data, contract, FAST)
     result = ev.evaluate(model.pipeline, str(tmp_path), model.holdout, contract, model.importances,
                          ev.Baseline(source="file", metrics={}))

@@ -1,0 +1,37 @@
+"""train_model: a scikit-learn Pipeline built from the contract and the training config."""
+from typing import NamedTuple
+
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+from components.image import component
+
+
+@component
+def train_model(
+    validated: Input[Dataset],
+    schema_uri: str,
+    training_config: dict,
+    model: Output[Model],
+    holdout: Output[Dataset],
+    train_metrics: Output[Metrics],
+    importances: Output[Artifact],
+) -> NamedTuple("TrainOutputs", model_sha256=str, config_sha256=str):
+    """Fit on a stratified split; write the MLflow model, the holdout and permutation importances."""
+    import json
+
+    from components import contract, dataio
+    from components.train import logic
+
+    spec = contract.load(schema_uri)
+    result = logic.train(dataio.read_table(validated.path), spec, training_config)
+    digest = logic.save_model(result, spec, model.path)
+    model.metadata.update({"framework": "mlflow.sklearn", "model_sha256": digest,
+                           "estimator": training_config["estimator"], "best_params": result.best_params})
+    dataio.write_table(result.holdout, holdout.path)
+    train_metrics.log_metric("train_rows", len(result.train))
+    train_metrics.log_metric("holdout_rows", len(result.holdout))
+    if result.cv_score is not None:
+        train_metrics.log_metric("cv_score", result.cv_score)
+    with open(importances.path, "w") as fh:
+        json.dump(result.importances, fh, indent=2)
+    return (digest, logic.config_sha256(training_config))
