@@ -96,9 +96,10 @@ BROKEN = {
                                "'canaryWeight' was unexpected"),
     "string for an integer": (ROLLOUT, ("spec", "replicas"), "five", "'five' is not of type 'integer'"),
     "percent for a step weight": (ROLLOUT, (*STEPS, 0, "setWeight"), "10%", "'10%' is not of type 'integer'"),
+    "misspelt pause field": (ROLLOUT, (*STEPS, 1, "pause", "durration"), "30m", "'durration' was unexpected"),
     "misspelt container field": (ROLLOUT, (*CONTAINER, "readinesProbe"), {"httpGet": {"path": "/", "port": 80}},
                                  "'readinesProbe' was unexpected"),
-    "unknown field in an analysis step": (ROLLOUT, (*STEPS, 1, "analysis", "template"), ANALYSIS,
+    "unknown field in an analysis step": (ROLLOUT, (*STEPS, 2, "analysis", "template"), ANALYSIS,
                                           "'template' was unexpected"),
     "unknown metadata field": (ROLLOUT, ("metadata", "lables"), {"a": "b"}, "'lables' was unexpected"),
     "no name": (TEMPLATE, ("metadata", "name"), DELETE, "a name is required"),
@@ -150,14 +151,16 @@ def test_pod_template_check_catches_what_the_crd_lets_through():
 
 # --- the Rollout --------------------------------------------------------------------------------------
 
-def test_canary_steps_raise_the_weight_with_an_analysis_after_each():
+SEED_STEPS = [{"setWeight": 10}, {"pause": {"duration": "30m"}}, "analysis",
+              {"setWeight": 30}, {"pause": {"duration": "30m"}}, "analysis",
+              {"setWeight": 60}, {"pause": {"duration": "1h"}}, "analysis"]
+
+
+def test_canary_steps_are_the_seeds_bake_times_with_an_analysis_before_each_raise():
+    """10% → 30 m → analysis → 30% → 30 m → analysis → 60% → 1 h → analysis → 100% (after the last step)."""
     canary = ROLLOUT["spec"]["strategy"]["canary"]
     steps = canary["steps"]
-    assert [s["setWeight"] for s in steps if "setWeight" in s] == [10, 30, 60]
-    for i, step in enumerate(steps):
-        if "setWeight" in step:
-            gate = steps[i + 1] if i + 1 < len(steps) else {}
-            assert "analysis" in gate or "pause" in gate, f"nothing checks the canary at {step['setWeight']}%"
+    assert ["analysis" if "analysis" in s else s for s in steps] == SEED_STEPS
     assert "analysis" in steps[-1], "the canary must pass an analysis before it takes 100%"
     referenced = {t["templateName"] for s in steps if "analysis" in s for t in s["analysis"]["templates"]}
     assert referenced == {TEMPLATE["metadata"]["name"]} == {ANALYSIS}
@@ -221,13 +224,20 @@ def test_model_loader_fills_the_folder_the_server_reads():
     assert env(LOADER)["MLFLOW_TRACKING_URI"]["value"] == "http://mlflow.mlflow.svc.cluster.local:5000"
 
 
-def test_credentials_come_from_the_optional_secret():
-    from pipelines import training
+READER, WRITER = "mlops-registry-reader", "mlops-inference-log-writer"
 
-    for container in CONTAINERS:
-        refs = [e["secretRef"] for e in container.get("envFrom", []) if "secretRef" in e]
-        assert refs == [{"name": training.CREDENTIALS_SECRET, "optional": True}], container["name"]
-        assert not any("secretKeyRef" in e.get("valueFrom", {}) for e in container.get("env", []))
+
+def secret_refs(container: dict) -> list[dict]:
+    refs = [e["secretRef"] for e in container.get("envFrom", []) if "secretRef" in e]
+    refs += [e["valueFrom"]["secretKeyRef"] for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})]
+    return refs
+
+
+def test_credentials_are_split_by_need():
+    """The loader reads the registry, the server writes the inference log; neither has the pipeline's Secret."""
+    assert secret_refs(LOADER) == [{"name": READER, "optional": True}]
+    assert secret_refs(SERVER) == [{"name": WRITER, "optional": True}]
+    assert {c["name"] for c in CONTAINERS} == {LOADER["name"], SERVER["name"]}, "a new container needs its own"
 
 
 def test_images_are_the_pinned_project_image():
