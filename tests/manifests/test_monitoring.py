@@ -1,0 +1,184 @@
+"""The alerts (PrometheusRule) and the Grafana dashboard: valid PromQL on the server's own metrics only,
+and alerts that fire on failing traffic and stay quiet on clean traffic (`promtool test rules`)."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from tests.manifests import render
+
+MONITORING = render.MANIFESTS / "components" / "monitoring"
+(RULE,) = yaml.safe_load_all((MONITORING / "prometheus-rule.yaml").read_text())
+DASHBOARD = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+# from the Argo Rollouts controller, not the server
+CONTROLLER_METRICS = {"rollout_info"}
+SELECTOR = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*[{\[]")
+
+
+def exported_metrics() -> set[str]:
+    """Every series name the model server exposes, from its metric objects (serving/metrics.py)."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from serving import metrics
+
+    names = set()
+    for obj in vars(metrics).values():
+        if isinstance(obj, MetricWrapperBase):
+            suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(obj._type, [""])
+            names |= {obj._name + s for s in suffixes}
+    return names
+
+
+def used_metrics(expr: str) -> set[str]:
+    if re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr.strip()):  # a bare metric name
+        return {expr.strip()}
+    return set(SELECTOR.findall(expr)) - {"by", "without", "on", "ignoring"}
+
+
+def promtool(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([render.require("promtool"), *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+
+
+def rules() -> list[dict]:
+    return [r for g in RULE["spec"]["groups"] for r in g["rules"]]
+
+
+def dashboard_queries() -> list[str]:
+    queries = [t["expr"] for p in DASHBOARD["panels"] for t in p["targets"]]
+    for var in DASHBOARD["templating"]["list"]:
+        if var["type"] == "query":
+            queries.append(re.fullmatch(r"label_values\((.*), \w+\)", var["query"]["query"]).group(1))
+    return queries
+
+
+# --- the alerts ----------------------------------------------------------------------------------------
+
+def test_rules_pass_promtool_check(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(RULE["spec"]))
+    out = promtool("check", "rules", str(path))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_rules_read_only_the_servers_and_the_rollout_controllers_metrics():
+    recorded = {r["record"] for r in rules() if "record" in r}
+    for rule in rules():
+        unknown = used_metrics(rule["expr"]) - exported_metrics() - CONTROLLER_METRICS - recorded
+        assert not unknown, f"{rule.get('alert') or rule['record']}: {unknown} is exported by nothing"
+
+
+def test_every_promised_alert_exists():
+    alerts = {r["alert"]: r for r in rules() if "alert" in r}
+    assert set(alerts) == {"ModelServerErrorBudgetBurnFast", "ModelServerErrorBudgetBurnSlow",
+                           "ModelServerLatencyBudgetBurnFast", "ModelServerLatencyBudgetBurnSlow",
+                           "ModelServerSheddingLoad", "InferenceLogRowsDropped", "ModelRolloutDegraded"}
+    assert 'phase="Degraded"' in alerts["ModelRolloutDegraded"]["expr"]
+    for name, alert in alerts.items():
+        assert alert["labels"]["severity"] in ("critical", "warning"), name
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"], name
+
+
+SERVER = 'namespace="mlops", model="fraud-detection", model_version="3", role="stable"'
+MINUTES = 80  # series long enough for the 1 h windows and the alerts' `for`
+
+
+def counter(labels: str, name: str, per_minute: float) -> dict:
+    return {"series": f"{name}{{{labels}}}", "values": f"0+{per_minute:g}x{MINUTES}"}
+
+
+def traffic(errors_5xx: float = 0.0, slow: float = 0.0, shed: float = 0.0, dropped: float = 0.0) -> list[dict]:
+    """One server's series at 100 requests/s, with the given shares of 5xx, slow (> 250 ms) and shed
+    requests, and dropped inference-log rows per minute."""
+    per_minute = 6000
+    return [
+        counter(SERVER, "model_inference_requests_total", per_minute),
+        counter(SERVER + ', kind="server"', "model_inference_errors_total", per_minute * errors_5xx),
+        counter(SERVER + ', kind="client"', "model_inference_errors_total", per_minute * 0.02),
+        counter(SERVER + ', le="0.1"', "model_inference_duration_seconds_bucket", per_minute * (1 - slow) * 0.9),
+        counter(SERVER + ', le="0.25"', "model_inference_duration_seconds_bucket", per_minute * (1 - slow)),
+        counter(SERVER + ', le="+Inf"', "model_inference_duration_seconds_bucket", per_minute),
+        counter(SERVER, "model_inference_duration_seconds_count", per_minute),
+        counter(SERVER, "model_inference_shed_total", per_minute * shed),
+        counter(SERVER + ', reason="write_failed"', "model_inference_log_dropped_rows_total", dropped),
+    ]
+
+
+def rollout_phase(phase: str) -> list[dict]:
+    return [{"series": f'rollout_info{{name="fraud-detection", namespace="argo-rollouts", phase="{phase}", '
+                       f'strategy="canary", traffic_router=""}}', "values": f"1x{MINUTES}"}]
+
+
+KEYS = {"namespace": "mlops", "model": "fraud-detection"}
+CASES = {
+    "clean traffic": (traffic() + rollout_phase("Healthy"), []),
+    "5% server errors": (traffic(errors_5xx=0.05), [("ModelServerErrorBudgetBurnFast", KEYS),
+                                                    ("ModelServerErrorBudgetBurnSlow", KEYS)]),
+    "0.3% server errors": (traffic(errors_5xx=0.003), []),  # within 6x of the 0.1% budget: no alert
+    "30% slow": (traffic(slow=0.3), [("ModelServerLatencyBudgetBurnFast", KEYS),
+                                     ("ModelServerLatencyBudgetBurnSlow", KEYS)]),
+    "10% shed": (traffic(shed=0.1), [("ModelServerSheddingLoad", KEYS)]),
+    "dropped log rows": (traffic(dropped=50), [("InferenceLogRowsDropped", {**KEYS, "reason": "write_failed"})]),
+    "degraded rollout": (traffic() + rollout_phase("Degraded"), [("ModelRolloutDegraded", {"name": "fraud-detection"})]),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_alerts_fire_on_failing_traffic_only(case, tmp_path):
+    series, firing = CASES[case]
+    spec = json.loads(json.dumps(RULE["spec"]))
+    for rule in (r for g in spec["groups"] for r in g["rules"]):
+        rule.pop("annotations", None)  # promtool compares annotations too; their templates pass `check rules`
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(spec))
+    alerts = {r["alert"]: r for r in rules() if "alert" in r}
+    expected = {name: [] for name in alerts}
+    for name, labels in firing:
+        expected[name].append({"exp_labels": {**labels, "severity": alerts[name]["labels"]["severity"]}})
+    test = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": series,
+                       "alert_rule_test": [{"eval_time": f"{MINUTES - 5}m", "alertname": name, "exp_alerts": exp}
+                                           for name, exp in expected.items()]}]}
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(test))
+    out = promtool("test", "rules", "test.yaml", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+# --- the dashboard ---------------------------------------------------------------------------------------
+
+def test_dashboard_reads_only_metrics_the_server_exports():
+    queries = dashboard_queries()
+    assert len(queries) >= 10
+    for query in queries:
+        used = used_metrics(query)
+        assert used, f"no metric in {query}"
+        assert used <= exported_metrics(), f"{used - exported_metrics()} is not exported by the server: {query}"
+
+
+def test_dashboard_covers_every_exported_metric():
+    used = set().union(*map(used_metrics, dashboard_queries()))
+    families = {re.sub(r"_(bucket|sum|count)$", "", m) for m in used}
+    missing = {m for m in exported_metrics() if re.sub(r"_(bucket|sum|count)$", "", m) not in families}
+    assert not missing, f"no panel shows {missing}"
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path):
+    def concrete(query: str) -> str:
+        return query.replace("$__rate_interval", "5m").replace("$namespace", "mlops").replace("$model", "m")
+
+    path = tmp_path / "dashboard.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query_{i}", "expr": concrete(q)} for i, q in enumerate(dashboard_queries())]}]}))
+    out = promtool("check", "rules", str(path))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_dashboard_is_a_grafana_dashboard_with_unique_panels():
+    assert DASHBOARD["uid"] and DASHBOARD["title"] and DASHBOARD["schemaVersion"] >= 36
+    ids = [p["id"] for p in DASHBOARD["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in DASHBOARD["panels"]:
+        assert panel["datasource"]["uid"] == "${datasource}" and panel["targets"], panel["title"]
+        assert len({t["refId"] for t in panel["targets"]}) == len(panel["targets"]), panel["title"]
