@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import time
 from collections.abc import Callable
 
@@ -190,6 +191,35 @@ class Rollouts:
             rv = obj["metadata"]["resourceVersion"]
             time.sleep(0.2)
         return None
+
+
+DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
+UNIT = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+ANALYSIS_SECONDS = 300   # one analysis step of manifests/base/analysis-template.yaml: 1 m delay + 4 x 1 m
+MARGIN_SECONDS = 900     # pods starting, models downloading, controller lag
+
+
+def seconds(duration) -> float:
+    """An Argo/Go duration ("30m", "1h30m", "45s") or a number of seconds, in seconds."""
+    if isinstance(duration, (int, float)):
+        return float(duration)
+    parts = DURATION.findall(str(duration))
+    if not parts or "".join(n + u for n, u in parts) != str(duration):
+        raise KubeError(f"cannot read the duration {duration!r}")
+    return sum(float(n) * UNIT[u] for n, u in parts)
+
+
+def expected_seconds(obj: dict) -> float:
+    """How long a rollout of `obj` should take: its canary pauses and analysis steps (or a Deployment's
+    progress deadline) plus a margin. An indefinite pause (a manual gate) adds nothing: the margin is
+    the time left to release it."""
+    spec = obj["spec"]
+    steps = (spec.get("strategy", {}).get("canary") or {}).get("steps") or []
+    total = sum(seconds((s["pause"] or {}).get("duration", 0)) for s in steps if "pause" in s)
+    total += ANALYSIS_SECONDS * sum(1 for s in steps if "analysis" in s)
+    if not steps:
+        total = spec.get("progressDeadlineSeconds", 600)
+    return total + MARGIN_SECONDS
 
 
 def status(obj: dict) -> dict:

@@ -75,10 +75,11 @@ def _promote(client, name: str, version: str, previous: str | None, reason: str,
 
 
 def deploy(tracking_uri: str, name: str, version: str, target: str, *, namespace: str = "mlops",
-           rollout: str = "fraud-detection", timeout_seconds: float = 3600, online: dict | None = None,
+           rollout: str = "fraud-detection", timeout_seconds: float | None = None, online: dict | None = None,
            pipeline_run: str = "", force: bool = False, output_dir: str | None = None,
            api=None) -> DeployResult:
-    """Deploy `name` version `version` to `target`; see the module docstring."""
+    """Deploy `name` version `version` to `target`; see the module docstring. Without a timeout, the
+    rollout may take as long as the Rollout's own pauses and analyses plus a margin."""
     if target not in TARGETS:
         raise DeployError(f"unknown deployment target {target!r}; targets: {list(TARGETS)}")
     client = MlflowClient(tracking_uri)
@@ -118,6 +119,7 @@ def _canary(client, api, mv, sha, previous, namespace, rollout, timeout, online,
     name, version = mv.name, str(mv.version)
     ro = kube.Rollouts(api, namespace, rollout)
     obj = ro.get()
+    timeout = timeout or kube.expected_seconds(obj)
     deadline = time.monotonic() + timeout
     if kube.pinned_version(obj) == version:
         generation, before = obj["metadata"]["generation"], None
@@ -172,6 +174,7 @@ def _rolling(client, api, mv, sha, previous, namespace, name_, timeout, run) -> 
                                                         name_, namespace, ops))
 
     obj = get()
+    timeout = timeout or kube.expected_seconds(obj)
     if kube.pinned_version(obj) == version and previous == version:
         return DeployResult(name, version, "rolling", "unchanged", previous, f"version {version} is already production")
     if kube.pinned_version(obj) != version:

@@ -267,3 +267,13 @@ def test_rolling_success_and_failure(cluster, registry):
     assert state(registry, 2)[0] == "rejected" and production(registry) == "1"
     assert kube.pinned_version(cluster.get(APPS, NS, "deployments", ROLLOUT)) == "1"
     assert json.dumps(state(registry, 1)[1]) == '["staged", "canary", "production"]'
+
+
+def test_the_default_timeout_follows_the_rollouts_own_steps():
+    steps = [{"setWeight": 10}, {"pause": {"duration": "30m"}}, {"analysis": {}}, {"pause": {"duration": "1h30s"}},
+             {"pause": {}}]
+    expected = 1800 + 3630 + kube.ANALYSIS_SECONDS + kube.MARGIN_SECONDS
+    assert kube.expected_seconds({"spec": {"strategy": {"canary": {"steps": steps}}}}) == expected
+    assert kube.expected_seconds({"spec": {"progressDeadlineSeconds": 60}}) == 60 + kube.MARGIN_SECONDS
+    with pytest.raises(kube.KubeError, match="'30 minutes'"):
+        kube.seconds("30 minutes")
