@@ -28,7 +28,9 @@ def cmd_run_training(args) -> int:
 
     settings = defaults.load(args.config, args.gates, args.baseline)
     settings = replace(settings, schema_uri=absolute(args.schema or settings.schema_uri),
-                       tracking_uri=args.tracking_uri or local.local_tracking_uri(args.home))
+                       tracking_uri=args.tracking_uri or local.local_tracking_uri(args.home),
+                       deployment_target=args.deploy_target, namespace=args.namespace or settings.namespace,
+                       rollout_name=args.rollout or settings.rollout_name)
     contract.load(settings.schema_uri)  # a broken schema file fails here, before anything runs
     data_uri = args.data
     if data_uri is None:
@@ -47,6 +49,31 @@ def cmd_run_training(args) -> int:
         return 1
     print(local.summary(run, data_uri, settings))
     return 0 if run.gate["passed"] else 1
+
+
+def cmd_deploy(args) -> int:
+    import os
+
+    from components.deploy import kube, logic
+    from mlops import local
+    from pipelines import defaults
+
+    settings = defaults.load(args.config, args.gates)
+    tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local.local_tracking_uri(args.home)
+    try:
+        result = logic.deploy(tracking_uri, args.model_name or settings.model_name, args.model_version, args.target,
+                              namespace=args.namespace or settings.namespace,
+                              rollout=args.rollout or settings.rollout_name,
+                              timeout_seconds=args.timeout or settings.timeout_minutes * 60 or None,
+                              online=settings.quality_gates.get("online"), force=args.force,
+                              output_dir=args.output_dir)
+    except (logic.DeployError, kube.KubeError) as exc:
+        print(f"mlops: deploy failed: {exc}", file=sys.stderr)
+        return 1
+    print(result.message)
+    for path in result.rendered:
+        print(f"rendered {path}")
+    return 0
 
 
 def cmd_data_generate(args) -> int:
@@ -101,7 +128,7 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a pipeline locally (kfp.local)")
     run_sub = run.add_subparsers(dest="pipeline", required=True)
-    tr = run_sub.add_parser("training", help="validate -> train -> evaluate -> gate -> register")
+    tr = run_sub.add_parser("training", help="validate -> train -> evaluate -> gate -> register -> deploy")
     tr.add_argument("--data", help="Parquet/CSV path or fsspec URL (default: generated transactions)")
     tr.add_argument("--schema", help="feature contract file (default: data.schema_uri of --config)")
     tr.add_argument("--config", default=CONFIG, help=f"training config (default: {CONFIG})")
@@ -112,7 +139,33 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--rows", type=int, default=100_000, help="rows of generated data when --data is not given")
     tr.add_argument("--seed", type=int, default=7, help="seed of generated data")
     tr.add_argument("--git-commit", help="commit recorded on the model (default: git rev-parse HEAD)")
+    tr.add_argument("--deploy-target", choices=("none", "local", "canary", "rolling"), default="local",
+                    help="last step: local (no cluster: promote to production; the default), canary, rolling, "
+                         "or none")
+    tr.add_argument("--namespace", help="namespace of the Rollout (default: deploy.namespace of --config)")
+    tr.add_argument("--rollout", help="Rollout or Deployment name (default: deploy.rollout_name of --config)")
     tr.set_defaults(func=cmd_run_training)
+
+    dep = sub.add_parser("deploy", help="deploy a registered model version (canary, rolling or local)",
+                         description="The deploy step outside a pipeline. The Kubernetes configuration comes "
+                                     "from KUBECONFIG (or ~/.kube/config), else the in-cluster service account, "
+                                     "as kubectl finds it.")
+    dep.add_argument("--model-version", required=True, help="registry version to deploy")
+    dep.add_argument("--model-name", help="registered model (default: registry.model_name of --config)")
+    dep.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else SQLite "
+                                            "under --home)")
+    dep.add_argument("--target", required=True, choices=("canary", "rolling", "local"))
+    dep.add_argument("--namespace", help="namespace of the Rollout or Deployment (default: deploy.namespace)")
+    dep.add_argument("--rollout", help="Rollout (or Deployment) name (default: deploy.rollout_name)")
+    dep.add_argument("--timeout", type=float, help="seconds to wait for the rollout (default: deploy.timeout_minutes,"
+                                                   " or the Rollout's own pauses and analyses plus a margin)")
+    dep.add_argument("--force", action="store_true", help="deploy a version that never passed the gates or "
+                                                          "was rejected")
+    dep.add_argument("--output-dir", help="for --target local: write the pinned manifests here")
+    dep.add_argument("--config", default=CONFIG, help=f"training config (default: {CONFIG})")
+    dep.add_argument("--gates", default=GATES, help=f"quality gates with the online section (default: {GATES})")
+    dep.add_argument("--home", type=Path, default=HOME, help="local state folder (default: .mlops)")
+    dep.set_defaults(func=cmd_deploy)
 
     data = sub.add_parser("data", help="data utilities").add_subparsers(dest="action", required=True)
     gen = data.add_parser("generate", help="synthetic card transactions")

@@ -53,6 +53,20 @@ def check_baseline(doc: dict, path) -> None:
             raise ConfigError(f"{path}: {metric} must be a finite number, got {value!r}")
 
 
+def check_deploy(section: dict, path) -> dict:
+    from components.deploy.logic import TARGETS
+
+    if section["target"] not in TARGETS:
+        raise ConfigError(f"{path}: deploy.target must be one of {list(TARGETS)}, got {section['target']!r}")
+    for key in ("namespace", "rollout_name"):
+        if not isinstance(section[key], str) or not section[key]:
+            raise ConfigError(f"{path}: deploy.{key} must be a non-empty string, got {section[key]!r}")
+    if not finite_number(section["timeout_minutes"]) or section["timeout_minutes"] < 0:
+        raise ConfigError(f"{path}: deploy.timeout_minutes must be a number >= 0 (0: the Rollout's own pauses and "
+                          f"analyses plus a margin), got {section['timeout_minutes']!r}")
+    return section
+
+
 @dataclass(frozen=True)
 class TrainingDefaults:
     schema_uri: str
@@ -61,6 +75,10 @@ class TrainingDefaults:
     training_config: dict
     quality_gates: dict
     baseline_metrics: dict
+    deployment_target: str
+    namespace: str
+    rollout_name: str
+    timeout_minutes: float
 
     def as_arguments(self) -> dict:
         return asdict(self)
@@ -71,11 +89,13 @@ def load(config: str | Path = CONFIG, gates: str | Path = GATES, baseline: str |
     """Read and check the three config files (relative paths against `root`)."""
     config, gates, baseline = (Path(root, p) for p in (config, gates, baseline))
     doc = read_yaml(config)
-    unknown = sorted(set(doc) - {"data", "registry", "training"})
+    unknown = sorted(set(doc) - {"data", "registry", "training", "deploy"})
     if unknown:
-        raise ConfigError(f"{config}: unknown top-level key(s) {unknown}; expected data, registry, training")
+        raise ConfigError(f"{config}: unknown top-level key(s) {unknown}; expected data, registry, training, deploy")
     data = _section(doc, config, "data", {"schema_uri"})
     registry = _section(doc, config, "registry", {"tracking_uri", "model_name"})
+    deploy = check_deploy(_section(doc, config, "deploy", {"target", "namespace", "rollout_name", "timeout_minutes"}),
+                          config)
     gates_doc = read_yaml(gates)
     baseline_doc = read_yaml(baseline)
     try:
@@ -86,4 +106,6 @@ def load(config: str | Path = CONFIG, gates: str | Path = GATES, baseline: str |
     check_baseline(baseline_doc, baseline)
     return TrainingDefaults(schema_uri=data["schema_uri"], tracking_uri=registry["tracking_uri"],
                             model_name=registry["model_name"], training_config=doc["training"],
-                            quality_gates=gates_doc, baseline_metrics=baseline_doc)
+                            quality_gates=gates_doc, baseline_metrics=baseline_doc,
+                            deployment_target=deploy["target"], namespace=deploy["namespace"],
+                            rollout_name=deploy["rollout_name"], timeout_minutes=float(deploy["timeout_minutes"]))

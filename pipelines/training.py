@@ -1,6 +1,7 @@
 """The training pipeline: validate -> train -> evaluate -> gate -> (if passed) register."""
 from kfp import dsl, kubernetes
 
+from components.deploy.component import deploy_model
 from components.evaluate.component import evaluate_model
 from components.gate.component import quality_gate, stop_on_failed_gate
 from components.image import DEFAULT_IMAGE, with_image
@@ -22,12 +23,13 @@ def with_credentials(task: dsl.PipelineTask) -> dsl.PipelineTask:
 
 def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE):
     """The training pipeline on `image`, its parameter defaults taken from `defaults`."""
-    validate_op, train_op, evaluate_op, gate_op, register_op, stop_op = (
+    validate_op, train_op, evaluate_op, gate_op, register_op, deploy_op, stop_op = (
         with_image(c, image) for c in (validate_data, train_model, evaluate_model, quality_gate, register_model,
-                                       stop_on_failed_gate))
+                                       deploy_model, stop_on_failed_gate))
 
     @dsl.pipeline(name=NAME, description="Validate, train, evaluate and gate a tabular classifier; "
-                                         "register it in MLflow with alias 'staged' when every gate passes.")
+                                         "register it in MLflow (alias 'staged') when every gate passes, "
+                                         "then deploy it (canary with automated analysis by default).")
     def training(
         data_uri: str,
         schema_uri: str = defaults.schema_uri,
@@ -37,6 +39,10 @@ def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE):
         quality_gates: dict = defaults.quality_gates,
         baseline_metrics: dict = defaults.baseline_metrics,
         git_commit: str = "unknown",
+        deployment_target: str = defaults.deployment_target,
+        namespace: str = defaults.namespace,
+        rollout_name: str = defaults.rollout_name,
+        timeout_minutes: float = defaults.timeout_minutes,
     ):
         validate = validate_op(data_uri=data_uri, schema_uri=schema_uri).set_display_name("Validate data")
         train = train_op(validated=validate.outputs["validated"], schema_uri=schema_uri,
@@ -56,13 +62,19 @@ def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE):
                 config_sha256=train.outputs["config_sha256"], git_commit=git_commit,
                 pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             ).set_display_name("Register model").set_retry(3, backoff_duration="30s", backoff_factor=2)
+            deploy = deploy_op(
+                tracking_uri=tracking_uri, model_name=model_name, model_version=register.outputs["Output"],
+                deployment_target=deployment_target, namespace=namespace, rollout_name=rollout_name,
+                timeout_minutes=timeout_minutes, quality_gates=quality_gates,
+                pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            ).set_display_name("Deploy model")
         with dsl.Else(name="gate-failed"):
             stop = stop_op(gate_report=gate.outputs["gate_report"]).set_display_name("Stop: quality gate failed")
         # Inputs are URIs whose content can change under the same name, and evaluate/register talk
         # to the registry: no step may be answered from the cache.
-        for task in (validate, train, evaluate, gate, register, stop):
+        for task in (validate, train, evaluate, gate, register, deploy, stop):
             task.set_caching_options(False)
-        for task in (validate, evaluate, register):
+        for task in (validate, evaluate, register, deploy):
             with_credentials(task)
 
     return training
