@@ -8,10 +8,12 @@ goes through pandera.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 import pandas as pd
 import pandera.pandas as pa
 
@@ -217,6 +219,37 @@ def _summary(problems: list[dict]) -> str:
     first = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:3])
     more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
     return f"invalid request: {first}{more}"
+
+
+class _NotFinite(ValueError):
+    """A number JSON cannot carry: Infinity, or beyond a 64-bit float."""
+
+
+def _constant(text: str):
+    if text == "NaN":
+        return None
+    raise _NotFinite(f"{text} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(f"{text} is beyond the range of a 64-bit float")
+    return value
+
+
+def parse_json(body: bytes):
+    """The body as JSON, or a 400. MLflow clients send NaN for missing values, which strict parsers refuse: NaN
+    reads as null. Infinity, numbers beyond float range and nesting deeper than 1024 levels are refused."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:
+            return json.loads(body, parse_constant=_constant, parse_float=_finite)
+        except _NotFinite as refused:
+            raise ClientError(400, f"malformed JSON: {refused}") from None
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's parser can go
+            raise ClientError(400, f"malformed JSON: {exc}") from None
 
 
 def rows_from_body(payload) -> tuple[list, str]:
