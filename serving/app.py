@@ -26,6 +26,8 @@ from serving.requests import ClientError, parse_json, rows_from_body
 log = logging.getLogger("serving")
 RETRY_AFTER = 1          # seconds, in the Retry-After header of a 503
 OFF_LOOP_BYTES = 65_536  # bodies larger than this are parsed and checked in a thread, off the event loop
+SHED_BODY = orjson.dumps({"error": f"overloaded: this worker already holds MAX_IN_FLIGHT requests; "
+                                   f"retry after {RETRY_AFTER} s"})
 
 
 def _alive(pid: int) -> bool:
@@ -38,11 +40,47 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def request_id_of(request: Request) -> str:
+def request_id_of(scope: dict) -> str:
     """The caller's X-Request-ID if it is a plain token (1-128 visible ASCII characters), else a new one."""
-    given = request.headers.get("x-request-id", "")
-    return given if 0 < len(given) <= 128 and given.isascii() and given.isprintable() and " " not in given \
-        else uuid.uuid4().hex
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and 0 < len(value) <= 128 and all(33 <= c <= 126 for c in value):
+            return value.decode("ascii")
+    return uuid.uuid4().hex
+
+
+def is_prediction(scope: dict) -> bool:
+    path = scope["path"]
+    return scope["method"] == "POST" and (path == "/invocations" or
+                                          (path.startswith("/v1/models/") and path.endswith(":predict")))
+
+
+class Admission:
+    """Bounds the prediction requests a worker holds (MAX_IN_FLIGHT); beyond it, 503 with Retry-After at once.
+
+    Plain ASGI around the application, so a shed request costs as little as possible: under a flood, the
+    event loop's time goes to the admitted requests rather than to refusing the others.
+    """
+
+    def __init__(self, app, worker: "Worker"):
+        self.app, self.worker, self.in_flight = app, worker, 0
+        self.limit = worker.settings.max_in_flight
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not is_prediction(scope):
+            return await self.app(scope, receive, send)
+        scope["request_id"] = request_id = request_id_of(scope)
+        if self.in_flight >= self.limit:  # no body read, no queueing
+            metrics.SHED.labels(*self.worker.labels()).inc()
+            await send({"type": "http.response.start", "status": 503, "headers": [
+                (b"content-type", b"application/json"), (b"retry-after", str(RETRY_AFTER).encode()),
+                (b"x-request-id", request_id.encode())]})
+            await send({"type": "http.response.body", "body": SHED_BODY})
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
 
 
 def json_response(body: dict, status: int = 200, request_id: str | None = None, retry: bool = False) -> Response:
@@ -65,7 +103,6 @@ class Worker:
         self.logger: InferenceLogger | None = None
         self.name = settings.model_name or "model"
         self.version = settings.model_version or "loading"
-        self.in_flight = 0  # prediction requests admitted and not yet answered (event-loop only)
 
     def labels(self) -> tuple[str, str, str]:
         return self.name, self.version, self.role()
@@ -105,13 +142,8 @@ class Worker:
     async def predict(self, request: Request, kserve: bool) -> Response:
         """One prediction request: KServe v1 `:predict` or MLflow's `/invocations`. Every answer carries
         X-Request-ID: the caller's, or one made here; the inference log records it with each row."""
-        request_id = request_id_of(request)
+        request_id = request.scope["request_id"]
         labels = self.labels()
-        if self.in_flight >= self.settings.max_in_flight:  # shed at once: no body read, no queueing
-            metrics.SHED.labels(*labels).inc()
-            return json_response({"error": f"overloaded: {self.in_flight} requests in flight (MAX_IN_FLIGHT); "
-                                           f"retry after {RETRY_AFTER} s"}, 503, request_id, retry=True)
-        self.in_flight += 1
         started = time.perf_counter()
         metrics.REQUESTS.labels(*labels).inc()
         try:
@@ -143,7 +175,6 @@ class Worker:
             log.exception("prediction failed (request %s)", request_id)
             return json_response({"error": "internal error while predicting; see the server log"}, 500, request_id)
         finally:
-            self.in_flight -= 1
             metrics.DURATION.labels(*labels).observe(time.perf_counter() - started)
 
     def _rows(self, body: bytes, kserve: bool) -> list[dict]:
@@ -166,7 +197,7 @@ class Worker:
         return bytes(body)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None) -> Admission:
     worker = Worker(settings or Settings.from_env())
 
     @contextlib.asynccontextmanager
@@ -212,11 +243,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return json_response({"name": worker.name, "model_version": worker.version,
                               "contract": f"{c.name} v{c.version}", "features": c.features})
 
-    return Starlette(routes=[
+    return Admission(Starlette(routes=[
         Route("/v1/health/live", live),
         Route("/v1/health/ready", ready),
         Route("/v1/models/{name}", metadata),
         Route("/v1/models/{name}:predict", kserve, methods=["POST"]),
         Route("/invocations", invocations, methods=["POST"]),
         Route("/ping", ready),
-    ], lifespan=lifespan)
+    ], lifespan=lifespan), worker)
