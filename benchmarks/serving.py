@@ -1,12 +1,18 @@
-"""Throughput and latency of `mlops serve` against `mlflow models serve --env-manager local`.
+"""Throughput and latency of `mlops serve` against `mlflow models serve --env-manager local`; and overload.
 
     python benchmarks/serving.py [--workers 2] [--seconds 10] [--concurrency 1 8 32]
+    python benchmarks/serving.py --overload [--workers 2] [--seconds 60] [--concurrency 256]
 
 Both servers load the same MLflow model (one-hot + HistGradientBoosting on the 13 features of the
 worked example) with the same number of workers, and `hey` (Debian package `hey`) drives each with
 single-row requests at each concurrency. Prints requests/s, p50/p95/p99 and errors per server, and the
 ratios ours / MLflow. Targets on a 2-core machine: at least 5x MLflow's throughput at concurrency 8 and
 10x at 32, p95 under 25 ms at concurrency 8, no errors.
+
+--overload drives `mlops serve` alone far past what it can serve and prints the answers by status, the
+p50/p99 of the 200s, and the resident memory of every server process at the start, its peak and the end.
+Targets: no answer other than 200 and 503 (and every request answered), p99 of the 200s under 250 ms,
+every process's memory within 50 MB of where it started.
 """
 from __future__ import annotations
 
@@ -20,8 +26,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,18 +82,114 @@ def hey(url: str, body: Path, concurrency: int, seconds: int) -> dict:
     return {"rps": rps, "p50": pct.get(50), "p95": pct.get(95), "p99": pct.get(99), "errors": errors}
 
 
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += children.get(tree[-1], [])
+    return tree
+
+
+def metric_total(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
+def overload(args, model: Path, body: Path, work: Path) -> int:
+    """`mlops serve` under `hey` at args.concurrency for args.seconds, memory sampled every second."""
+    port, metrics_port = free_port(), free_port()
+    cmd = [str(BIN / "mlops"), "serve", "--port", str(port), "--metrics-port", str(metrics_port),
+           "--workers", str(args.workers)]
+    proc = subprocess.Popen(cmd, env={**os.environ, "MODEL_PATH": str(model), "MODEL_NAME": "bench"},
+                            stdout=open(work / "overload.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/v1/models/bench:predict"
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}/v1/health/ready", proc)
+        hey(url, body, 8, 3)  # warm-up
+        start = {pid: rss_mb(pid) for pid in process_tree(proc.pid)}
+        peak, done = dict(start), threading.Event()
+
+        def sample():
+            while not done.wait(1.0):
+                for pid in start:
+                    peak[pid] = max(peak[pid], rss_mb(pid) or 0)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        before = metric_total(metrics_port, "model_inference_requests_total") \
+            + metric_total(metrics_port, "model_inference_shed_total")
+        out = subprocess.run(["hey", "-z", f"{args.seconds}s", "-c", str(args.concurrency[0]), "-m", "POST",
+                              "-T", "application/json", "-D", str(body), "-o", "csv", url],
+                             capture_output=True, text=True, check=True).stdout
+        done.set()
+        sampler.join()
+        end = {pid: rss_mb(pid) for pid in start}
+        received = metric_total(metrics_port, "model_inference_requests_total") \
+            + metric_total(metrics_port, "model_inference_shed_total") - before
+        shed = metric_total(metrics_port, "model_inference_shed_total")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+    answers = [line.split(",") for line in out.splitlines()[1:] if line]
+    codes = Counter(int(a[6]) for a in answers)
+    ok = sorted(float(a[0]) * 1000 for a in answers if a[6] == "200")
+
+    def pct(q):
+        return ok[min(len(ok) - 1, int(q * len(ok)))] if ok else float("nan")
+
+    print(f"overload: {args.seconds} s at concurrency {args.concurrency[0]}, {args.workers} workers, "
+          f"{os.cpu_count()} cores, single-row requests")
+    print(f"answers {len(answers)} ({len(answers) / args.seconds:.0f}/s): "
+          + ", ".join(f"{c}: {n}" for c, n in sorted(codes.items()))
+          + f"; requests the server received {received:.0f}, shed counted {shed:.0f}")
+    print(f"200s: {len(ok) / args.seconds:.0f}/s, p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms")
+    for pid in start:
+        print(f"pid {pid}: RSS {start[pid]:.0f} MB at start, peak {peak[pid]:.0f} MB (+{peak[pid] - start[pid]:.0f}), "
+              f"{end[pid] or 0:.0f} MB at the end")
+    met = (set(codes) <= {200, 503} and received == len(answers) and pct(0.99) < 250
+           and all(peak[p] - start[p] <= 50 for p in start))
+    print("targets met" if met else "TARGETS MISSED")
+    return 0 if met else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--seconds", type=int)
+    parser.add_argument("--concurrency", type=int, nargs="+")
+    parser.add_argument("--overload", action="store_true", help="the overload run instead of the comparison")
     args = parser.parse_args()
+    args.seconds = args.seconds or (60 if args.overload else 10)
+    args.concurrency = args.concurrency or ([256] if args.overload else [1, 8, 32])
     if not shutil.which("hey"):
         print("benchmarks/serving.py needs the load generator hey: apt-get install hey", file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="mlops-serving-bench-"))
     model = work / "model"
     row = train(model)
+    if args.overload:
+        (work / "ours.json").write_text(json.dumps({"instances": [row]}))
+        return overload(args, model, work / "ours.json", work)
     ours_port, metrics_port, mlflow_port = free_port(), free_port(), free_port()
     (work / "ours.json").write_text(json.dumps({"instances": [row]}))
     (work / "mlflow.json").write_text(json.dumps({"dataframe_records": [row]}))

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import orjson
@@ -21,9 +21,13 @@ from serving.batching import MicroBatcher
 from serving.config import READY_DIR_ENV, Settings
 from serving.inference_log import InferenceLogger
 from serving.model import ServedModel, load
-from serving.requests import ClientError, rows_from_body
+from serving.requests import ClientError, parse_json, rows_from_body
 
 log = logging.getLogger("serving")
+RETRY_AFTER = 1          # seconds, in the Retry-After header of a 503
+OFF_LOOP_BYTES = 65_536  # bodies larger than this are parsed and checked in a thread, off the event loop
+SHED_BODY = orjson.dumps({"error": f"overloaded: this worker already holds MAX_IN_FLIGHT requests; "
+                                   f"retry after {RETRY_AFTER} s"})
 
 
 def _alive(pid: int) -> bool:
@@ -36,8 +40,55 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def json_response(body: dict, status: int = 200) -> Response:
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status, media_type="application/json")
+def request_id_of(scope: dict) -> str:
+    """The caller's X-Request-ID if it is a plain token (1-128 visible ASCII characters), else a new one."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id" and 0 < len(value) <= 128 and all(33 <= c <= 126 for c in value):
+            return value.decode("ascii")
+    return uuid.uuid4().hex
+
+
+def is_prediction(scope: dict) -> bool:
+    path = scope["path"]
+    return scope["method"] == "POST" and (path == "/invocations" or
+                                          (path.startswith("/v1/models/") and path.endswith(":predict")))
+
+
+class Admission:
+    """Bounds the prediction requests a worker holds (MAX_IN_FLIGHT); beyond it, 503 with Retry-After at once.
+
+    Plain ASGI around the application, so a shed request costs as little as possible: under a flood, the
+    event loop's time goes to the admitted requests rather than to refusing the others.
+    """
+
+    def __init__(self, app, worker: "Worker"):
+        self.app, self.worker, self.in_flight = app, worker, 0
+        self.limit = worker.settings.max_in_flight
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not is_prediction(scope):
+            return await self.app(scope, receive, send)
+        scope["request_id"] = request_id = request_id_of(scope)
+        if self.in_flight >= self.limit:  # no body read, no queueing
+            metrics.SHED.labels(*self.worker.labels()).inc()
+            await send({"type": "http.response.start", "status": 503, "headers": [
+                (b"content-type", b"application/json"), (b"retry-after", str(RETRY_AFTER).encode()),
+                (b"x-request-id", request_id.encode())]})
+            await send({"type": "http.response.body", "body": SHED_BODY})
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+def json_response(body: dict, status: int = 200, request_id: str | None = None, retry: bool = False) -> Response:
+    headers = {"X-Request-ID": request_id} if request_id else {}
+    if retry:
+        headers["Retry-After"] = str(RETRY_AFTER)
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status, headers,
+                    media_type="application/json")
 
 
 class Worker:
@@ -69,9 +120,11 @@ class Worker:
         if s.inference_log_uri:
             self.logger = InferenceLogger(
                 s.inference_log_uri, self.name, s.inference_log_sample_rate, s.inference_log_queue_size,
-                s.inference_log_flush_seconds,
-                on_drop=lambda n: metrics.LOG_DROPPED.labels(*self.labels()).inc(n),
-                on_write=lambda n: metrics.LOG_WRITTEN.labels(*self.labels()).inc(n))
+                s.inference_log_flush_seconds, attempts=s.inference_log_attempts,
+                backoff_seconds=s.inference_log_backoff_seconds,
+                on_drop=lambda n, reason: metrics.LOG_DROPPED.labels(*self.labels(), reason).inc(n),
+                on_write=lambda n: metrics.LOG_WRITTEN.labels(*self.labels()).inc(n),
+                on_failure=lambda: metrics.LOG_FAILURES.labels(*self.labels()).inc())
         self.model = model
         if READY_DIR_ENV in os.environ:  # tell the other workers, for the pod's readiness
             Path(os.environ[READY_DIR_ENV], str(os.getpid())).touch()
@@ -87,41 +140,51 @@ class Worker:
         return len(alive) >= self.settings.workers
 
     async def predict(self, request: Request, kserve: bool) -> Response:
-        """One prediction request: KServe v1 `:predict` or MLflow's `/invocations`."""
-        started = time.perf_counter()
+        """One prediction request: KServe v1 `:predict` or MLflow's `/invocations`. Every answer carries
+        X-Request-ID: the caller's, or one made here; the inference log records it with each row."""
+        request_id = request.scope["request_id"]
         labels = self.labels()
+        started = time.perf_counter()
         metrics.REQUESTS.labels(*labels).inc()
         try:
             if self.model is None:
                 metrics.ERRORS.labels(*labels, "server").inc()
                 return json_response({"error": "model not loaded yet" if self.load_error is None
-                                      else f"model failed to load: {self.load_error}"}, 503)
+                                      else f"model failed to load: {self.load_error}"}, 503, request_id,
+                                     retry=self.load_error is None)
             if kserve and request.path_params["name"] != self.name:
                 raise ClientError(404, f"no model named {request.path_params['name']!r}; this server serves "
                                        f"{self.name!r}")
-            payload = await self._read_json(request)
-            rows, where = rows_from_body(payload)
-            if kserve and where != "instances":
-                raise ClientError(400, "the body must hold 'instances': a list of feature -> value objects")
-            checked = self.model.reader.check(rows, where)
-            predicted, proba = await self.batcher.submit(checked)
+            body = await self._read_body(request)
+            if len(body) > OFF_LOOP_BYTES:  # parse and check in a thread: other requests keep being served
+                checked = await asyncio.get_running_loop().run_in_executor(None, self._rows, body, kserve)
+            else:
+                checked = self._rows(body, kserve)
+            predicted, proba = await self.batcher.submit(checked, request_id)
             metrics.ROWS.labels(*labels).inc(len(checked))
             # labels as in the training data ("yes", 1, true): tolist() gives JSON-native values
             if not kserve:
-                return json_response({"predictions": predicted.tolist()})
+                return json_response({"predictions": predicted.tolist()}, request_id=request_id)
             return json_response({"predictions": predicted.tolist(), "probabilities": proba,
-                                  "model_version": self.version})
+                                  "model_version": self.version}, request_id=request_id)
         except ClientError as exc:
             metrics.ERRORS.labels(*labels, "client").inc()
-            return json_response(exc.body(), exc.status)
+            return json_response(exc.body(), exc.status, request_id)
         except Exception:
             metrics.ERRORS.labels(*labels, "server").inc()
-            log.exception("prediction failed")
-            return json_response({"error": "internal error while predicting; see the server log"}, 500)
+            log.exception("prediction failed (request %s)", request_id)
+            return json_response({"error": "internal error while predicting; see the server log"}, 500, request_id)
         finally:
             metrics.DURATION.labels(*labels).observe(time.perf_counter() - started)
 
-    async def _read_json(self, request: Request):
+    def _rows(self, body: bytes, kserve: bool) -> list[dict]:
+        """The body's rows, checked against the contract."""
+        rows, where = rows_from_body(parse_json(body))
+        if kserve and where != "instances":
+            raise ClientError(400, "the body must hold 'instances': a list of feature -> value objects")
+        return self.model.reader.check(rows, where)
+
+    async def _read_body(self, request: Request) -> bytes:
         limit = self.settings.max_body_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
@@ -131,28 +194,22 @@ class Worker:
             body += chunk
             if len(body) > limit:
                 raise ClientError(413, f"body exceeds the limit of {limit} bytes (MAX_BODY_BYTES)")
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            try:  # MLflow clients send NaN for missing values, which strict JSON parsers refuse
-                return json.loads(body, parse_constant=lambda c: None if c == "NaN" else float(c))
-            except ValueError:
-                raise ClientError(400, f"malformed JSON: {exc}") from None
+        return bytes(body)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None) -> Admission:
     worker = Worker(settings or Settings.from_env())
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        def predict(rows):
+        def predict(rows, request_ids):
             """One model call for a micro-batch; its rows go to the inference log from here."""
             labels = worker.labels()
             metrics.BATCH_ROWS.labels(*labels).observe(len(rows))
             frame = worker.model.reader.frame(rows)
             predicted, proba = worker.model.predict(frame)
             if worker.logger:
-                worker.logger.log(frame, predicted, proba, worker.version, labels[2])
+                worker.logger.log(frame, predicted, proba, worker.version, labels[2], request_ids)
             return predicted, proba
 
         worker.batcher = MicroBatcher(predict,
@@ -186,11 +243,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return json_response({"name": worker.name, "model_version": worker.version,
                               "contract": f"{c.name} v{c.version}", "features": c.features})
 
-    return Starlette(routes=[
+    return Admission(Starlette(routes=[
         Route("/v1/health/live", live),
         Route("/v1/health/ready", ready),
         Route("/v1/models/{name}", metadata),
         Route("/v1/models/{name}:predict", kserve, methods=["POST"]),
         Route("/invocations", invocations, methods=["POST"]),
         Route("/ping", ready),
-    ], lifespan=lifespan)
+    ], lifespan=lifespan), worker)

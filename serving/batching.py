@@ -3,7 +3,7 @@
 The loop takes whatever requests are queued (up to MAX_BATCH_SIZE rows); when more than one request is
 waiting it gives others MAX_BATCH_WAIT_MS to join. A lone request is predicted at once, so batching
 costs nothing at low load. Prediction runs in one worker thread, so the event loop keeps reading
-requests meanwhile.
+requests meanwhile. `predict(rows, tags)` gets each row's tag (the request id of its request).
 """
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ class MicroBatcher:
             self.task.cancel()
         self.executor.shutdown(wait=True)
 
-    async def submit(self, rows: list) -> tuple[np.ndarray, np.ndarray]:
+    async def submit(self, rows: list, tag=None) -> tuple[np.ndarray, np.ndarray]:
         """`predict` results for these rows, computed together with other requests' rows."""
         future = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait((rows, future))
+        self.queue.put_nowait((rows, tag, future))
         return await future
 
     def _take(self, items: list, rows: int) -> int:
@@ -49,21 +49,23 @@ class MicroBatcher:
             if 1 < len(items) and rows < self.max_rows and self.max_wait > 0:
                 await asyncio.sleep(self.max_wait)
                 rows = self._take(items, rows)
-            batch = [row for rows, _ in items for row in rows]
+            batch = [row for rows, _, _ in items for row in rows]
+            tags = [tag for rows, tag, _ in items for _ in rows]
             try:
-                labels, proba = await loop.run_in_executor(self.executor, self.predict, batch)
+                labels, proba = await loop.run_in_executor(self.executor, self.predict, batch, tags)
             except Exception as exc:
                 if len(items) == 1:
-                    _settle(items[0][1], error=exc)
+                    _settle(items[0][2], error=exc)
                     continue
-                for rows, future in items:  # alone, so one bad request cannot fail the others
+                for rows, tag, future in items:  # alone, so one bad request cannot fail the others
                     try:
-                        _settle(future, await loop.run_in_executor(self.executor, self.predict, rows))
+                        _settle(future, await loop.run_in_executor(self.executor, self.predict, rows,
+                                                                   [tag] * len(rows)))
                     except Exception as alone:
                         _settle(future, error=alone)
                 continue
             start = 0
-            for rows, future in items:
+            for rows, _, future in items:
                 end = start + len(rows)
                 _settle(future, (labels[start:end], proba[start:end]))
                 start = end

@@ -29,10 +29,13 @@ class Settings:
     max_batch_size: int = 32               # MAX_BATCH_SIZE: rows per micro-batch
     max_batch_wait_ms: float = 1.0         # MAX_BATCH_WAIT_MS: wait for more rows when requests overlap
     max_body_bytes: int = 1_048_576        # MAX_BODY_BYTES: larger requests get 413
+    max_in_flight: int = 64                # MAX_IN_FLIGHT: prediction requests a worker holds; more get 503
     inference_log_uri: str | None = None   # INFERENCE_LOG_URI: folder or fsspec URL; unset = no log
     inference_log_sample_rate: float = 1.0  # INFERENCE_LOG_SAMPLE_RATE: share of rows logged
     inference_log_queue_size: int = 10_000  # INFERENCE_LOG_QUEUE_SIZE: requests waiting to be written
     inference_log_flush_seconds: float = 5.0  # INFERENCE_LOG_FLUSH_SECONDS
+    inference_log_attempts: int = 3        # INFERENCE_LOG_ATTEMPTS: tries per file before its rows are dropped
+    inference_log_backoff_seconds: float = 0.5  # INFERENCE_LOG_BACKOFF_SECONDS: first retry delay, then doubled
     fail_fast: bool = False                # FAIL_FAST: exit non-zero when the model cannot be loaded
 
     @staticmethod
@@ -61,7 +64,8 @@ class Settings:
             raise SettingsError(f"MODEL_ROLE must be 'canary' or 'stable', got {self.model_role!r}")
         if not 0.0 <= self.inference_log_sample_rate <= 1.0:
             raise SettingsError(f"INFERENCE_LOG_SAMPLE_RATE must be in [0, 1], got {self.inference_log_sample_rate}")
-        for name in ("workers", "max_batch_size", "max_body_bytes", "inference_log_queue_size"):
+        for name in ("workers", "max_batch_size", "max_body_bytes", "max_in_flight", "inference_log_queue_size",
+                     "inference_log_attempts"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{self.env_name(name)} must be at least 1, got {getattr(self, name)}")
 

@@ -19,14 +19,21 @@ DURATION = Histogram("model_inference_duration_seconds", "Prediction request lat
                      LABELS, buckets=BUCKETS)
 BATCH_ROWS = Histogram("model_inference_batch_rows", "Rows per model call after micro-batching.", LABELS,
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024))
-REQUESTS = Counter("model_inference_requests_total", "Prediction requests received.", LABELS)
+REQUESTS = Counter("model_inference_requests_total",
+                   "Prediction requests admitted (shed ones are counted in model_inference_shed_total only).", LABELS)
 ROWS = Counter("model_inference_rows_total", "Rows predicted.", LABELS)
 ERRORS = Counter("model_inference_errors_total",
                  "Failed prediction requests: kind=client for rejected requests, kind=server for failures "
                  "inside the server or model.", (*LABELS, "kind"))
+SHED = Counter("model_inference_shed_total",
+               "Prediction requests refused with 503 because the worker already held MAX_IN_FLIGHT requests; "
+               "not errors: the canary's error rate does not count them.", LABELS)
 LOG_DROPPED = Counter("model_inference_log_dropped_rows_total",
-                      "Inference-log rows dropped because the write queue was full.", LABELS)
+                      "Inference-log rows dropped: reason=queue_full (the write queue was full) or "
+                      "reason=write_failed (every write attempt failed).", (*LABELS, "reason"))
 LOG_WRITTEN = Counter("model_inference_log_written_rows_total", "Inference-log rows written.", LABELS)
+LOG_FAILURES = Counter("model_inference_log_write_failures_total",
+                       "Failed inference-log write attempts (retried ones included) and writer errors.", LABELS)
 
 
 class Role:
@@ -50,7 +57,9 @@ def initialise(model: str, version: str, role: str) -> None:
     """Create every series at zero, so error rates read 0 rather than 'no data' on clean traffic."""
     for kind in ("client", "server"):
         ERRORS.labels(model, version, role, kind)
-    for metric in (REQUESTS, ROWS, LOG_DROPPED, LOG_WRITTEN):
+    for reason in ("queue_full", "write_failed"):
+        LOG_DROPPED.labels(model, version, role, reason)
+    for metric in (REQUESTS, ROWS, SHED, LOG_WRITTEN, LOG_FAILURES):
         metric.labels(model, version, role)
 
 

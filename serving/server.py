@@ -36,7 +36,9 @@ def run(settings: Settings) -> int:
     try:
         uvicorn.run("serving.app:create_app", factory=True, host=settings.host, port=settings.port,
                     workers=settings.workers, access_log=False, timeout_graceful_shutdown=20,
-                    log_level="info")
+                    # a spawned worker answers uvicorn's health check only once its imports are done (~5 s
+                    # on a busy core); the default 5 s kills it in a loop
+                    timeout_worker_healthcheck=60, log_level="info")
     finally:
         shutil.rmtree(multiproc_dir, ignore_errors=True)
         shutil.rmtree(os.environ[READY_DIR_ENV], ignore_errors=True)

@@ -23,19 +23,27 @@ from tests.unit.test_train import FAST
 MODEL = "fraud-serving"
 
 
-def http(method: str, url: str, body=None, raw: bytes | None = None, timeout: float = 10):
-    """(status, parsed JSON or text) of one request."""
+def exchange(method: str, url: str, body=None, raw: bytes | None = None, timeout: float = 10,
+             headers: dict | None = None):
+    """(status, response headers, parsed JSON or text) of one request."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            status, text = resp.status, resp.read().decode()
+            status, got, text = resp.status, resp.headers, resp.read().decode()
     except urllib.error.HTTPError as err:
-        status, text = err.code, err.read().decode()
+        status, got, text = err.code, err.headers, err.read().decode()
     try:
-        return status, json.loads(text)
+        return status, got, json.loads(text)
     except ValueError:
-        return status, text
+        return status, got, text
+
+
+def http(method: str, url: str, body=None, raw: bytes | None = None, timeout: float = 10):
+    """(status, parsed JSON or text) of one request."""
+    status, _, answer = exchange(method, url, body, raw, timeout)
+    return status, answer
 
 
 def metric_samples(port: int, name: str) -> list[tuple[dict, float]]:

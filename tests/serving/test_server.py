@@ -9,7 +9,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from serving.model import INFO_FILE, pull
-from tests.serving.conftest import MODEL, http, metric_samples, records
+from tests.serving.conftest import MODEL, exchange, http, metric_samples, records
 
 
 def test_pull_is_idempotent_and_refuses_a_foreign_folder(pulled, registered, tmp_path):
@@ -57,6 +57,8 @@ BAD = [
     ("not allowed", lambda r: r.update(channel="fax"), None, 422, "instances[0].channel: 'fax' is not one of"),
     ("null not allowed", lambda r: r.update(amount=None), None, 422, "instances[0].amount: must not be null"),
     ("oversized", None, b'{"instances": [' + b" " * 300_000 + b"]}", 413, "exceeds the limit of 200000 bytes"),
+    ("nested too deeply", None, b"[" * 50_000 + b"]" * 50_000, 400, "malformed JSON"),
+    ("infinity", None, b'{"instances": [{"amount": Infinity}]}', 400, "Infinity is not a JSON number"),
 ]
 
 
@@ -73,14 +75,38 @@ def test_bad_input_gets_4xx_naming_the_problem_and_is_counted(start_server, pull
             body = {"instances": [row]}
         elif change is not None:
             body = change
-        got, answer = http("POST", url, body, raw=raw)
+        got, headers, answer = exchange("POST", url, body, raw=raw, headers={"X-Request-ID": name.replace(" ", "-")})
         assert got == status and message in answer["error"], (name, got, answer)
+        assert headers["X-Request-ID"] == name.replace(" ", "-")  # errors carry it too
     nullable = records(rows.head(1))[0] | {"device_trust_score": None, "distance_from_home_km": None}
     assert http("POST", url, {"instances": [nullable]})[0] == 200  # optional values may be missing
     assert http("POST", f"{server.url}/v1/models/other:predict", {"instances": [nullable]})[0] == 404
     errors = {s[0]["kind"]: s[1] for s in metric_samples(server.metrics_port, "model_inference_errors_total")
               if s[0]["role"] == "canary"}
     assert errors == {"client": len(BAD) + 1, "server": 0}
+
+
+def test_a_flood_gets_only_200_or_an_immediate_503_with_retry_after_counted_as_shed(start_server, pulled,
+                                                                                   trained_model):
+    _, rows = trained_model
+    server = start_server({"MODEL_PATH": str(pulled), "MODEL_ROLE": "canary", "WORKERS": "1", "MAX_IN_FLIGHT": "2"})
+    server.wait()
+    url = f"{server.url}/v1/models/{MODEL}:predict"
+    body = {"instances": records(rows.head(50))}
+    with ThreadPoolExecutor(48) as pool:
+        answers = list(pool.map(lambda _: exchange("POST", url, body, timeout=60), range(480)))
+    statuses = [status for status, _, _ in answers]
+    shed = [(headers, answer) for status, headers, answer in answers if status == 503]
+    assert set(statuses) == {200, 503}, sorted(set(statuses))
+    assert all(h["Retry-After"] == "1" and h["X-Request-ID"] and "MAX_IN_FLIGHT" in a["error"] for h, a in shed)
+
+    def value(name, **match):
+        return sum(v for labels, v in metric_samples(server.metrics_port, name)
+                   if all(labels.get(k) == want for k, want in {"role": "canary", **match}.items()))
+
+    assert value("model_inference_shed_total") == len(shed)
+    assert value("model_inference_requests_total") == statuses.count(200)
+    assert value("model_inference_errors_total") == 0  # shed load is not an error in the canary's error rate
 
 
 def test_readiness_waits_for_the_model_and_a_broken_model_stays_unready(start_server, pulled, tmp_path):
@@ -139,19 +165,24 @@ def test_inference_log_holds_exactly_the_rows_sent(start_server, pulled, trained
     server.wait()
     sent = rows.head(25)
     url = f"{server.url}/v1/models/{MODEL}:predict"
-    predictions = []
+    predictions, request_ids = [], []
     for start in range(0, 25, 5):
-        status, body = http("POST", url, {"instances": records(sent.iloc[start:start + 5])})
-        assert status == 200
+        given = {"X-Request-ID": f"caller-{start}"} if start % 10 == 0 else {}  # the others get one made
+        status, headers, body = exchange("POST", url, {"instances": records(sent.iloc[start:start + 5])},
+                                         headers=given)
+        assert status == 200 and headers["X-Request-ID"] == given.get("X-Request-ID", headers["X-Request-ID"])
         predictions += body["predictions"]
+        request_ids += [headers["X-Request-ID"]] * 5
+    assert len(set(request_ids)) == 5
     assert server.stop() == 0  # SIGTERM: what is queued is flushed
     table = ds.dataset(str(log_dir), format="parquet", partitioning="hive").to_table().to_pandas()
     assert len(table) == 25 and set(table["model"].astype(str)) == {MODEL}
     assert set(table["role"]) == {"canary"} and set(table["model_version"]) == {"1"}
     assert table["timestamp"].notna().all() and table["hour"].astype(str).str.match(r"\d{4}-\d\d-\d\dT\d\d").all()
     got = table.sort_values(["amount", "account_age_days"]).reset_index(drop=True)
-    want = sent.assign(prediction=predictions).sort_values(["amount", "account_age_days"]).reset_index(drop=True)
-    for column in [*sent.columns, "prediction"]:
+    want = sent.assign(prediction=predictions, request_id=request_ids) \
+        .sort_values(["amount", "account_age_days"]).reset_index(drop=True)
+    for column in [*sent.columns, "prediction", "request_id"]:
         assert got[column].tolist() == pytest.approx(want[column].tolist(), nan_ok=True) \
             if got[column].dtype.kind == "f" else got[column].tolist() == want[column].tolist(), column
 

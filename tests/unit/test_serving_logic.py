@@ -4,15 +4,17 @@ import copy
 import threading
 import time
 
+import fsspec
 import numpy as np
 import pyarrow.dataset as ds
 import pytest
+from fsspec.implementations.local import LocalFileSystem
 
 from components.contract import parse
 from serving.batching import MicroBatcher
 from serving.config import Settings, SettingsError
 from serving.inference_log import InferenceLogger
-from serving.requests import ClientError, RequestReader, rows_from_body
+from serving.requests import ClientError, RequestReader, parse_json, rows_from_body
 
 
 def rows_of(frame):
@@ -59,8 +61,9 @@ def test_body_shapes():
 def test_micro_batcher_groups_concurrent_requests():
     calls = []
 
-    def predict(rows):
+    def predict(rows, tags):
         calls.append(len(rows))
+        assert tags == [f"r{r['x']}" for r in rows]  # each row arrives with its request's tag
         time.sleep(0.01)
         values = np.array([r["x"] for r in rows])
         return values * 2, values / 10
@@ -68,7 +71,7 @@ def test_micro_batcher_groups_concurrent_requests():
     async def scenario():
         batcher = MicroBatcher(predict, max_batch_size=8, max_wait_ms=2)
         batcher.start()
-        results = await asyncio.gather(*(batcher.submit([{"x": i}]) for i in range(20)))
+        results = await asyncio.gather(*(batcher.submit([{"x": i}], f"r{i}") for i in range(20)))
         await batcher.stop()
         return results
 
@@ -82,11 +85,11 @@ def test_inference_log_drops_when_full_and_flushes_on_close(tmp_path, transactio
     gate = threading.Event()
     dropped, written = [], []
     logger = InferenceLogger(str(tmp_path), "m", queue_size=2, flush_seconds=60, max_file_rows=4,
-                             on_drop=dropped.append, on_write=written.append)
+                             on_drop=lambda n, reason: dropped.append(n), on_write=written.append)
     original = logger._write
-    logger._write = lambda items: (gate.wait(5), original(items))  # a slow store
-    for _ in range(10):
-        logger.log(frame, np.zeros(4, dtype=int), np.zeros(4), "7", "canary")
+    logger._write = lambda path, part: (gate.wait(5), original(path, part))  # a slow store
+    for i in range(10):
+        logger.log(frame, np.zeros(4, dtype=int), np.zeros(4), "7", "canary", [f"r{i}"] * 4)
     assert sum(dropped) > 0
     gate.set()
     logger.close()
@@ -98,7 +101,7 @@ def test_inference_log_drops_when_full_and_flushes_on_close(tmp_path, transactio
 def test_sampling_keeps_about_the_rate(tmp_path, transactions):
     logger = InferenceLogger(str(tmp_path), "m", sample_rate=0.25, flush_seconds=60)
     frame = transactions.head(2000)
-    logger.log(frame, np.zeros(len(frame), dtype=int), np.zeros(len(frame)), "1", "stable")
+    logger.log(frame, np.zeros(len(frame), dtype=int), np.zeros(len(frame)), "1", "stable", ["r"] * len(frame))
     logger.close()
     rows = ds.dataset(str(tmp_path), format="parquet", partitioning="hive").count_rows()
     assert 350 < rows < 650
@@ -110,7 +113,8 @@ def test_settings_from_env_and_flags():
     assert Settings.from_env(s.to_env()) == s
     for env, message in (({}, "no model"), ({"MODEL_PATH": "/m", "MAX_BATCH_SIZE": "x"}, "MAX_BATCH_SIZE"),
                          ({"MODEL_PATH": "/m", "MODEL_ROLE": "blue"}, "MODEL_ROLE"),
-                         ({"MODEL_PATH": "/m", "INFERENCE_LOG_SAMPLE_RATE": "2"}, "SAMPLE_RATE")):
+                         ({"MODEL_PATH": "/m", "INFERENCE_LOG_SAMPLE_RATE": "2"}, "SAMPLE_RATE"),
+                         ({"MODEL_PATH": "/m", "MAX_IN_FLIGHT": "0"}, "MAX_IN_FLIGHT")):
         with pytest.raises(SettingsError, match=message):
             Settings.from_env(env)
 
@@ -173,3 +177,84 @@ def test_the_server_never_imports_kfp():
     code = "import sys, serving.app, serving.model, serving.server; print(any(m.startswith('kfp') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+class FlakyFileSystem(LocalFileSystem):
+    """A real local store, under the `flaky://` protocol, that refuses the next `failures` file writes."""
+
+    protocol = ("flaky",)
+    failures = 0
+    attempts = 0
+
+    def _open(self, path, mode="rb", **kwargs):
+        if "w" in mode:
+            type(self).attempts += 1
+            if type(self).failures:
+                type(self).failures -= 1
+                raise OSError("store unavailable")
+        return super()._open(path, mode, **kwargs)
+
+
+@pytest.fixture
+def flaky():
+    fsspec.register_implementation("flaky", FlakyFileSystem, clobber=True)
+    FlakyFileSystem.failures = FlakyFileSystem.attempts = 0
+    return FlakyFileSystem
+
+
+def logged(folder):
+    return ds.dataset(str(folder), format="parquet", partitioning="hive").to_table().to_pandas()
+
+
+def test_inference_log_retries_a_store_that_fails_twice_and_loses_nothing(tmp_path, transactions, flaky):
+    flaky.failures = 2
+    counts = {"written": 0, "dropped": 0, "failures": 0}
+    logger = InferenceLogger(f"flaky://{tmp_path}", "m", flush_seconds=60, attempts=3, backoff_seconds=0.01,
+                             on_write=lambda n: counts.__setitem__("written", counts["written"] + n),
+                             on_drop=lambda n, reason: counts.__setitem__("dropped", counts["dropped"] + n),
+                             on_failure=lambda: counts.__setitem__("failures", counts["failures"] + 1))
+    frame = transactions.head(6)
+    logger.log(frame, np.ones(6, dtype=int), np.full(6, 0.5), "3", "stable", ["a"] * 2 + ["b"] * 4)
+    logger.close()
+    assert counts == {"written": 6, "dropped": 0, "failures": 2} and flaky.attempts == 3
+    table = logged(tmp_path)
+    assert len(table) == 6 and table["request_id"].tolist() == ["a", "a", "b", "b", "b", "b"]
+
+
+def test_inference_log_drops_and_counts_what_a_failing_store_refuses_and_keeps_going(tmp_path, transactions, flaky):
+    flaky.failures = 10**9
+    drops, failures, written = [], [], []
+
+    def broken_callback(n):  # an error in a metrics callback must not stop the writer either
+        written.append(n)
+        raise RuntimeError("callback failed")
+
+    logger = InferenceLogger(f"flaky://{tmp_path}", "m", flush_seconds=0.1, attempts=3, backoff_seconds=0.01,
+                             on_drop=lambda n, reason: drops.append((n, reason)), on_write=broken_callback,
+                             on_failure=lambda: failures.append(1))
+    frame = transactions.head(5)
+    logger.log(frame, np.zeros(5, dtype=int), np.zeros(5), "3", "stable", ["x"] * 5)
+    deadline = time.time() + 10
+    while not drops and time.time() < deadline:
+        time.sleep(0.05)
+    assert drops == [(5, "write_failed")] and len(failures) == 3 and flaky.attempts == 3
+    flaky.failures = 0  # the store recovers: the same thread writes the next rows
+    logger.log(frame.head(2), np.zeros(2, dtype=int), np.zeros(2), "3", "stable", ["y", "z"])
+    logger.close()
+    assert written == [2] and logged(tmp_path)["request_id"].tolist() == ["y", "z"]
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"[" * 5000 + b"]" * 5000, "depth limit"),
+    (b"[" * 900 + b"NaN" + b"]" * 900 + b"x", "malformed JSON"),
+    (b'{"instances": [{"amount": Infinity}]}', "Infinity is not a JSON number"),
+    (b'{"instances": [{"amount": 1e400}]}', "beyond the range of a 64-bit float"),
+])
+def test_bodies_json_cannot_carry_are_400(body, message):
+    with pytest.raises(ClientError, match=message) as err:
+        parse_json(body)
+    assert err.value.status == 400
+
+
+def test_nan_reads_as_null():
+    assert parse_json(b'{"instances": [{"amount": NaN}]}') == {"instances": [{"amount": None}]}
