@@ -43,7 +43,8 @@ def resolve(template: dict, supplied: dict[str, str]) -> dict[str, dict]:
             raise ValueError(f"failed to resolve {{{{{match.group(1)}}}}}")
         return json.dumps(str(values[tag[len("args."):]]))[1:-1]  # escaped for the JSON it lands in
 
-    return {m["name"]: json.loads(TAG.sub(substitute, json.dumps(m))) for m in copy.deepcopy(template["spec"]["metrics"])}
+    metrics = copy.deepcopy(template["spec"]["metrics"])
+    return {m["name"]: json.loads(TAG.sub(substitute, json.dumps(m))) for m in metrics}
 
 
 def phase(metric: dict, result) -> str:

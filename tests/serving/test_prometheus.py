@@ -79,15 +79,18 @@ MEASURED = ("latency-p95", "error-rate", "client-error-regression")
 
 
 def test_canary_analysis_on_real_prometheus(start_server, prometheus, pulled, trained_model):
-    """No traffic is a measurement error; clean traffic passes; 4xx that the stable pods do not see fail the
-    client-error regression but not the (5xx) error rate; slow requests fail the latency."""
+    """No traffic is a measurement error; clean traffic passes, and fails a latency threshold below its p95;
+    4xx that the stable pods do not see fail the client-error regression but not the (5xx) error rate."""
     _, rows = trained_model
     template = __import__("yaml").safe_load(ANALYSIS_TEMPLATE.read_text())
-    env = {"MODEL_PATH": str(pulled), "WORKERS": "1", "MAX_BODY_BYTES": str(8 << 20)}
+    env = {"MODEL_PATH": str(pulled), "WORKERS": "1"}
     canary = start_server({**env, "MODEL_ROLE": "canary"})
     stable = start_server({**env, "MODEL_ROLE": "stable"})
     canary.wait()
     stable.wait()
+    few = records(rows.head(3))
+    for server in (canary, stable):  # first requests pay for lazy set-up; Prometheus never sees them
+        send(server, few, 5)
     url = prometheus(canary.metrics_port, stable.metrics_port)
 
     def measured(online: dict) -> dict[str, tuple]:
@@ -101,19 +104,16 @@ def test_canary_analysis_on_real_prometheus(start_server, prometheus, pulled, tr
     scraped_twice(url, targets=2)
     assert phases(ONLINE) == dict.fromkeys(MEASURED, ERROR), "no traffic: an empty vector, result[0] errors"
 
-    few = records(rows.head(3))
     send(canary, few, 40)
     send(stable, few, 40)
     time.sleep(2.5)
-    (clean_p95,) = measured(ONLINE)["latency-p95"][1]
-    # The seed's 100 ms, unless the machine is too busy for three-row requests to meet it: then twice the
-    # p95 that Prometheus saw (the slow requests below are hundreds of times larger).
-    online = {**ONLINE, "max_latency_p95_seconds": round(max(ONLINE["max_latency_p95_seconds"], 2 * clean_p95), 3)}
+    (p95,) = measured(ONLINE)["latency-p95"][1]
+    # The seed's 100 ms, or twice the p95 that Prometheus saw on a machine too busy to meet it: the real
+    # server cannot be made reliably slower than that under load (test_canary_analysis.py has slow pods).
+    online = {**ONLINE, "max_latency_p95_seconds": round(max(ONLINE["max_latency_p95_seconds"], 2 * p95), 3)}
     assert phases(online) == dict.fromkeys(MEASURED, SUCCESSFUL)
+    stricter = resolve(template, analysis_args(MODEL, "1", {**online, "max_latency_p95_seconds": round(p95 / 2, 6)}))
+    assert measure(url, stricter["latency-p95"])[0] == FAILED, "the same traffic, judged against half its p95"
 
     send(canary, few, 30, bad_every=3)  # a third of these canary requests get 422; none of stable's
     assert phases(online) == {"latency-p95": SUCCESSFUL, "error-rate": SUCCESSFUL, "client-error-regression": FAILED}
-
-    slow = send(canary, records(rows.head(2000)), 8)  # 10 % of the canary's requests
-    assert sorted(slow)[4] > online["max_latency_p95_seconds"], f"large requests not slow enough: {slow}"
-    assert phases(online)["latency-p95"] == FAILED

@@ -33,7 +33,8 @@ def test_analysis_args_are_exactly_what_the_template_needs():
     argo.resolve(template, args)  # every {{args.*}} resolves
 
 
-@pytest.mark.parametrize("value,text", [(1e-5, "0.00001"), (2, "2"), (0.25, "0.25"), (1.0, "1.0"), (3e-7, "0.0000003")])
+@pytest.mark.parametrize("value,text",
+                         [(1e-5, "0.00001"), (2, "2"), (0.25, "0.25"), (1.0, "1.0"), (3e-7, "0.0000003")])
 def test_thresholds_are_plain_decimals_the_condition_language_reads(value, text):
     assert online.plain_number(value) == text
     assert float(text) == value
@@ -45,10 +46,12 @@ BAD = {
     "unknown key": ({"online": {**SECTION, "max_latency_ms": 100}}, "unknown key(s) ['max_latency_ms']"),
     "missing key": ({"online": {k: v for k, v in SECTION.items() if k != "max_error_rate"}},
                     "lacks ['max_error_rate']"),
-    "string": ({"online": {**SECTION, "max_error_rate": "1%"}}, "online.max_error_rate must be a finite number, got '1%'"),
+    "string": ({"online": {**SECTION, "max_error_rate": "1%"}},
+               "online.max_error_rate must be a finite number, got '1%'"),
     "bool": ({"online": {**SECTION, "max_shed_rate_increase": True}},
              "online.max_shed_rate_increase must be a finite number, got True"),
-    "NaN": ({"online": {**SECTION, "max_error_rate": math.nan}}, "online.max_error_rate must be a finite number, got nan"),
+    "NaN": ({"online": {**SECTION, "max_error_rate": math.nan}},
+            "online.max_error_rate must be a finite number, got nan"),
     "inf": ({"online": {**SECTION, "max_latency_p95_seconds": math.inf}},
             "online.max_latency_p95_seconds must be a finite number, got inf"),
     "negative": ({"online": {**SECTION, "max_client_error_rate_increase": -0.01}},
@@ -68,7 +71,8 @@ def test_malformed_online_section_is_refused_naming_key_and_value(case):
     assert str(err.value).startswith("configs/quality_gates.yaml: ") and message in str(err.value)
 
 
-@pytest.mark.parametrize("name,version", [('fraud"x', 1), ("fraud\\x", 1), ("", 1), ("fraud", "latest"), ("fraud", "-1")])
+@pytest.mark.parametrize("name,version",
+                         [('fraud"x', 1), ("fraud\\x", 1), ("", 1), ("fraud", "latest"), ("fraud", "-1")])
 def test_names_and_versions_that_would_break_the_queries_are_refused(name, version):
     with pytest.raises(ValueError, match="model name|model version"):
         online.analysis_args(name, version, SECTION)
