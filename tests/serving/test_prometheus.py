@@ -4,8 +4,10 @@ substituted, and their successConditions evaluated on the answers."""
 import shutil
 import subprocess
 import time
+import urllib.parse
 
 import pytest
+import yaml
 
 from components.deploy.online import analysis_args
 from tests.analysis.argo import ERROR, FAILED, SUCCESSFUL, measure, resolve
@@ -51,7 +53,7 @@ def prometheus(tmp_path):
 
 def scraped_twice(url: str, targets: int) -> None:
     """Wait until Prometheus has two samples of every target: rate() needs two."""
-    promql = __import__("urllib.parse").parse.quote("count(count_over_time(up[1m]) >= 2)")
+    promql = urllib.parse.quote("count(count_over_time(up[1m]) >= 2)")
     for _ in range(100):
         body = http("GET", f"{url}/api/v1/query?query={promql}")[1]
         if [float(r["value"][1]) for r in body["data"]["result"]] == [targets]:
@@ -82,7 +84,7 @@ def test_canary_analysis_on_real_prometheus(start_server, prometheus, pulled, tr
     """No traffic is a measurement error; clean traffic passes, and fails a latency threshold below its p95;
     4xx that the stable pods do not see fail the client-error regression but not the (5xx) error rate."""
     _, rows = trained_model
-    template = __import__("yaml").safe_load(ANALYSIS_TEMPLATE.read_text())
+    template = yaml.safe_load(ANALYSIS_TEMPLATE.read_text())
     env = {"MODEL_PATH": str(pulled), "WORKERS": "1"}
     canary = start_server({**env, "MODEL_ROLE": "canary"})
     stable = start_server({**env, "MODEL_ROLE": "stable"})
