@@ -282,45 +282,76 @@ def test_services_split_by_role_and_carry_both_ports():
 
 # --- the AnalysisTemplate ---------------------------------------------------------------------------------
 
-def test_analysis_queries_read_the_canary_metrics_of_the_server():
-    queries = crd.analysis_queries()
-    assert set(queries) == {"latency-p95", "error-rate"}
-    assert "model_inference_duration_seconds_bucket" in queries["latency-p95"]
-    assert "model_inference_errors_total" in queries["error-rate"]
-    assert "model_inference_requests_total" in queries["error-rate"]
+ARGS = {"model-name": "fraud-detection", "model-version": "7", "max-latency-p95-seconds": "0.1",
+        "max-error-rate": "0.01", "max-client-error-rate-increase": "0.02", "max-shed-rate-increase": "0.02"}
+# the label matchers of the candidate and of its baseline, once Argo has substituted ARGS
+CANARY = 'model="fraud-detection",model_version="7",role="canary"'
+STABLE = 'model="fraud-detection",role="stable"'
+
+
+def selectors(query: str) -> list[tuple[str, str]]:
+    """(metric, label matchers) of every model-server series the query reads."""
+    return re.findall(r"\b(model_inference_\w+)\{([^}]*)\}", query)
+
+
+def test_analysis_queries_read_the_candidate_and_the_stable_pods():
+    from tests.analysis.argo import resolve
+
+    queries = {name: m["provider"]["prometheus"]["query"] for name, m in resolve(TEMPLATE, ARGS).items()}
+    assert set(queries) == {"latency-p95", "error-rate", "client-error-regression", "load-shed-regression"}
+    read = {name: {metric for metric, _ in selectors(query)} for name, query in queries.items()}
+    assert read["latency-p95"] == {"model_inference_duration_seconds_bucket", "model_inference_duration_seconds_count"}
+    assert read["error-rate"] == read["client-error-regression"] == {"model_inference_errors_total",
+                                                                     "model_inference_requests_total"}
+    assert read["load-shed-regression"] == {"model_inference_shed_total", "model_inference_requests_total"}
     for name, query in queries.items():
-        selectors = re.findall(r"\b(model_inference_\w+)(\{[^}]*\})?", query)
-        assert selectors, name
-        for metric, labels in selectors:
-            assert 'role="canary"' in labels, f"{name}: {metric} must select the canary pods only"
-        assert "{{" not in query, f"{name}: the server's tests run the queries verbatim"
+        assert len(selectors(query)) == len(re.findall(r"\bmodel_inference_\w+", query)), f"{name}: unscoped series"
+        for metric, labels in selectors(query):
+            scope = labels.replace(',kind="server"', "").replace(',kind="client"', "")
+            assert scope in (CANARY, STABLE), f"{name}: {metric}{{{labels}}} reads neither the candidate nor stable"
+            if metric == "model_inference_errors_total":
+                assert labels.endswith('kind="server"' if name == "error-rate" else 'kind="client"'), name
+        assert CANARY in query, f"{name} must judge the candidate"
+        assert (STABLE in query) == name.endswith("-regression"), f"{name}: only regressions compare with stable"
 
 
-def test_analysis_success_conditions_and_schedule():
+def test_analysis_success_conditions_use_the_online_thresholds():
     metrics = crd.analysis_metrics()
-    assert metrics["latency-p95"]["successCondition"] == "result[0] < 0.1"
-    assert metrics["error-rate"]["successCondition"] == "len(result) == 0 || isNaN(result[0]) || result[0] < 0.01"
+    assert {name: m["successCondition"] for name, m in metrics.items()} == {
+        "latency-p95": "result[0] <= {{args.max-latency-p95-seconds}}",
+        "error-rate": "result[0] <= {{args.max-error-rate}}",
+        "client-error-regression": "result[0] <= {{args.max-client-error-rate-increase}}",
+        "load-shed-regression": "result[0] <= {{args.max-shed-rate-increase}}",
+    }
     for name, metric in metrics.items():
+        assert "failureCondition" not in metric, name
         assert (metric["interval"], int(metric["count"]), int(metric["failureLimit"])) == ("1m", 5, 1), name
         assert int(metric["failureLimit"]) < int(metric["count"]), name
+        # a canary without traffic errors every measurement: the run must end in Error before it completes
+        assert int(metric["consecutiveErrorLimit"]) < int(metric["count"]), name
 
 
-def test_analysis_arguments_have_defaults():
-    """The Rollout passes no args: every {{args.x}} the template uses needs a value of its own."""
-    args = {a["name"]: a.get("value") for a in TEMPLATE["spec"].get("args", [])}
+def test_analysis_arguments():
+    """The deploy step supplies the candidate and the thresholds; only the Prometheus address has a default."""
+    from components.deploy.online import analysis_args
+
+    args = {a["name"]: a.get("value") for a in TEMPLATE["spec"]["args"]}
     assert args["prometheus-address"] == "http://prometheus-operated.monitoring.svc:9090"
+    supplied = set(analysis_args("m", 1, {k.replace("-", "_"): 0.5 for k in ARGS if k.startswith("max-")}))
+    assert {name for name, value in args.items() if value is None} == supplied == set(ARGS)
     used = set(re.findall(r"\{\{\s*args\.([\w-]+)\s*\}\}", yaml.safe_dump(TEMPLATE["spec"]["metrics"])))
-    assert used == {"prometheus-address"}
-    assert all(args.get(name) for name in used)
+    assert used == set(args)
     for metric in TEMPLATE["spec"]["metrics"]:
         assert metric["provider"]["prometheus"]["address"] == "{{args.prometheus-address}}"
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
 def test_analysis_queries_are_valid_promql(tmp_path):
+    from tests.analysis.argo import resolve
+
     rules = {"groups": [{"name": "canary-analysis", "rules": [
-        {"record": f"canary:{name.replace('-', '_')}", "expr": query}
-        for name, query in crd.analysis_queries().items()]}]}
+        {"record": f"canary:{name.replace('-', '_')}", "expr": metric["provider"]["prometheus"]["query"]}
+        for name, metric in resolve(TEMPLATE, ARGS).items()]}]}
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(rules))
     out = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=30)
