@@ -54,7 +54,7 @@ def cmd_run_training(args) -> int:
 def cmd_deploy(args) -> int:
     import os
 
-    from components.deploy import kube, logic
+    from components.deploy import kube, logic, online
     from mlops import local
     from pipelines import defaults
 
@@ -65,7 +65,7 @@ def cmd_deploy(args) -> int:
                               namespace=args.namespace or settings.namespace,
                               rollout=args.rollout or settings.rollout_name,
                               timeout_seconds=args.timeout or settings.timeout_minutes * 60 or None,
-                              online=settings.quality_gates.get("online"), force=args.force,
+                              online=online.check_online(settings.quality_gates, args.gates), force=args.force,
                               output_dir=args.output_dir)
     except (logic.DeployError, kube.KubeError) as exc:
         print(f"mlops: deploy failed: {exc}", file=sys.stderr)

@@ -18,17 +18,18 @@ def deploy_model(
     deployment: Output[Artifact],
 ) -> str:
     """Returns the outcome (promoted, unchanged, skipped); a failed or timed-out rollout fails the step.
-    The canary's online thresholds come from the gates file's `online` section. `timeout_minutes` 0 means the Rollout's own pauses and analyses plus a margin. For `local`, the
-    pinned manifests are written into `deployment` (what a cluster deployment would apply)."""
+    The canary's online thresholds come from the gates file's `online` section. `timeout_minutes` 0
+    means the Rollout's own pauses and analyses plus a margin. For `local`, the pinned manifests are
+    written into `deployment` (what a cluster deployment would apply)."""
     import json
     import os
 
-    from components.deploy import logic
+    from components.deploy import logic, online
 
     os.makedirs(deployment.path, exist_ok=True)
     result = logic.deploy(tracking_uri, model_name, model_version, deployment_target, namespace=namespace,
                           rollout=rollout_name, timeout_seconds=timeout_minutes * 60 or None,
-                          online=quality_gates.get("online"),
+                          online=online.check_online(quality_gates, "quality_gates parameter"),
                           pipeline_run=pipeline_run_id, output_dir=deployment.path)
     deployment.metadata.update(result.to_dict())
     with open(os.path.join(deployment.path, "deployment.json"), "w") as fh:

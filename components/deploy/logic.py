@@ -22,6 +22,7 @@ from mlflow.exceptions import MlflowException
 
 from components import lifecycle
 from components.deploy import kube
+from components.deploy.online import analysis_args
 
 TARGETS = ("canary", "rolling", "local", "none")
 # Where the manifests live: the project root's manifests/, or MLOPS_MANIFESTS (the image sets it).
@@ -75,11 +76,12 @@ def _promote(client, name: str, version: str, previous: str | None, reason: str,
 
 
 def deploy(tracking_uri: str, name: str, version: str, target: str, *, namespace: str = "mlops",
-           rollout: str = "fraud-detection", timeout_seconds: float | None = None, online: dict | None = None,
+           rollout: str = "fraud-detection", timeout_seconds: float | None = None, online: dict,
            pipeline_run: str = "", force: bool = False, output_dir: str | None = None,
            api=None) -> DeployResult:
-    """Deploy `name` version `version` to `target`; see the module docstring. Without a timeout, the
-    rollout may take as long as the Rollout's own pauses and analyses plus a margin."""
+    """Deploy `name` version `version` to `target`; see the module docstring. `online` is the checked
+    online section of the gates file (components.deploy.online), passed to the canary's analysis. Without
+    a timeout, the rollout may take as long as the Rollout's own pauses and analyses plus a margin."""
     if target not in TARGETS:
         raise DeployError(f"unknown deployment target {target!r}; targets: {list(TARGETS)}")
     client = MlflowClient(tracking_uri)
@@ -94,7 +96,7 @@ def deploy(tracking_uri: str, name: str, version: str, target: str, *, namespace
         raise DeployError(f"model {name!r} version {version} has no model_sha256 tag: was it registered by "
                           "register_model?")
     if target == "local":
-        rendered = render(name, version, sha, online or {}, output_dir) if output_dir else []
+        rendered = render(name, version, sha, online, output_dir) if output_dir else []
         if previous == version and lifecycle.state(mv) == "production":
             return DeployResult(name, version, target, "unchanged", previous,
                                 f"version {version} is already production", rendered)
@@ -104,15 +106,9 @@ def deploy(tracking_uri: str, name: str, version: str, target: str, *, namespace
                             f"production: version {previous or 'none'} -> {version}", rendered)
     api = api or kube.api_client()
     if target == "canary":
-        return _canary(client, api, mv, sha, previous, namespace, rollout, timeout_seconds, online or {},
+        return _canary(client, api, mv, sha, previous, namespace, rollout, timeout_seconds, online,
                        pipeline_run)
     return _rolling(client, api, mv, sha, previous, namespace, rollout, timeout_seconds, pipeline_run)
-
-
-def analysis_args(name: str, version: str, online: dict) -> dict[str, str]:
-    """The Rollout's analysis arguments: the candidate and the online thresholds."""
-    return {"model-name": name, "model-version": str(version), **{k.replace("_", "-"): str(v)
-                                                                  for k, v in sorted(online.items())}}
 
 
 def _canary(client, api, mv, sha, previous, namespace, rollout, timeout, online, run) -> DeployResult:

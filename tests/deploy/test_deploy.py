@@ -20,7 +20,8 @@ from tests.kube_emulator import Emulator, pod_hash
 ARGO = "/apis/argoproj.io/v1alpha1"
 APPS = "/apis/apps/v1"
 NS, ROLLOUT = "mlops", "fraud-detection"
-ONLINE = {"max_latency_p95_seconds": 0.1, "max_error_rate": 0.01}
+ONLINE = {"max_latency_p95_seconds": 0.1, "max_error_rate": 0.01, "max_client_error_rate_increase": 0.02,
+          "max_shed_rate_increase": 0.02}
 names = (f"deploy-model-{i}" for i in itertools.count())
 
 
@@ -118,7 +119,8 @@ def test_canary_success_pins_the_version_and_promotes(cluster, registry):
     assert loader["command"][loader["command"].index("--model-uri") + 1] == f"models:/{registry[1]}/1"
     server_env = {e["name"]: e.get("value") for e in template["spec"]["containers"][0]["env"]}
     assert server_env["MODEL_SHA256"] == f"{1:064x}"
-    args = {a["name"]: a["value"] for a in obj["spec"]["strategy"]["canary"]["steps"][1]["analysis"]["args"]}
+    (step, *_) = [s for s in obj["spec"]["strategy"]["canary"]["steps"] if "analysis" in s]
+    args = {a["name"]: a["value"] for a in step["analysis"]["args"]}
     assert args["model-version"] == "1" and args["max-latency-p95-seconds"] == "0.1"
 
     run(registry, 2)  # a second version archives the first
@@ -213,7 +215,7 @@ def test_bad_input_is_refused_and_moves_nothing(cluster, registry, mlflow_server
     with pytest.raises(DeployError, match="never passed the quality gates"):
         run(registry, 3)
     with pytest.raises(kube.KubeError, match=f"Rollout {NS}/missing not found"):
-        deploy(mlflow_server, name, "1", "canary", namespace=NS, rollout="missing")
+        deploy(mlflow_server, name, "1", "canary", namespace=NS, rollout="missing", online=ONLINE)
     with pytest.raises(DeployError, match="unknown deployment target"):
         run(registry, 1, target="blue-green")
     assert production(registry) is None and state(registry, 1)[0] == "staged"

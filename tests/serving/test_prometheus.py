@@ -77,7 +77,7 @@ def send(server, instances: list[dict], requests: int, bad_every: int = 0) -> li
 ONLINE = {"max_latency_p95_seconds": 0.1, "max_error_rate": 0.01, "max_client_error_rate_increase": 0.02,
           "max_shed_rate_increase": 0.02}
 # The server of this tree exports no load-shed counter yet; test_canary_analysis.py measures that metric.
-MEASURED = ("latency-p95", "error-rate", "client-error-regression")
+MEASURED = ("latency-p95", "error-rate", "client-error-regression", "load-shed-regression")
 
 
 def test_canary_analysis_on_real_prometheus(start_server, prometheus, pulled, trained_model):
