@@ -163,6 +163,8 @@ class Emulator:
         emu = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # watch events go out as they happen, in chunks
+
             def log_message(self, *args):
                 pass
 
@@ -222,6 +224,7 @@ class Emulator:
                 epoch = emu.watchers_epoch
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 sent = since
                 try:
@@ -232,13 +235,16 @@ class Emulator:
                             if not new:
                                 emu.cond.wait(timeout=0.2)
                             if emu.watchers_epoch != epoch:
-                                return  # dropped: the connection closes mid-stream
+                                self.close_connection = True  # dropped: the stream ends mid-way
+                                return
                         for rv, _, kind, obj in new:
-                            self.wfile.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+                            line = json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
                             self.wfile.flush()
                             sent = rv
+                    self.wfile.write(b"0\r\n\r\n")
                 except (BrokenPipeError, ConnectionResetError):
-                    return
+                    self.close_connection = True
 
             def do_GET(self):
                 self._route("get")
