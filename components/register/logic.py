@@ -125,6 +125,16 @@ def _winner(client: MlflowClient, name: str, content: str, timeout: float):
                 raise  # a failed version drops out of the candidates: look again
 
 
+def _settle(write, done) -> None:
+    """Run an idempotent registry write. Two runs writing the same alias or tag at once can make the
+    server's insert-or-update fail for one of them; that one is fine if the other wrote the same value."""
+    try:
+        write()
+    except MlflowException:
+        if not done():
+            raise
+
+
 def register(tracking_uri: str, name: str, model_dir: str, lineage: dict[str, str], metrics: dict,
              config: dict, importances: dict, gate_report: dict, evaluation: dict,
              ready_timeout: float = 300.0) -> Registration:
@@ -168,6 +178,8 @@ def register(tracking_uri: str, name: str, model_dir: str, lineage: dict[str, st
                 client.delete_run(run_id)  # its model is not the registered one
             run_id = winner.run_id or ""
     mv = _winner(client, name, content, ready_timeout)
-    client.set_registered_model_alias(name, ALIAS, mv.version)
-    client.set_model_version_tag(name, mv.version, "stage", ALIAS)
+    _settle(lambda: client.set_registered_model_alias(name, ALIAS, mv.version),
+            lambda: str(client.get_model_version_by_alias(name, ALIAS).version) == str(mv.version))
+    _settle(lambda: client.set_model_version_tag(name, mv.version, "stage", ALIAS),
+            lambda: client.get_model_version(name, mv.version).tags.get("stage") == ALIAS)
     return Registration(name, str(mv.version), ALIAS, created, run_id)
