@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -114,11 +115,12 @@ def cmd_model_pull(args) -> int:
     from mlflow.exceptions import MlflowException
 
     try:
-        info = pull(args.model_uri, args.output)
+        info = pull(args.model_uri, args.output, args.sha256 or os.environ.get("MODEL_SHA256") or None)
     except MlflowException as exc:
         print(f"mlops: error: cannot pull {args.model_uri}: {exc.message}", file=sys.stderr)
         return 2
-    print(f"model {info.name} version {info.version} ({info.source}) is in {args.output}")
+    print(f"model {info.name} version {info.version} ({info.source}), sha256 {info.model_sha256}, "
+          f"is in {args.output}")
     return 0
 
 
@@ -187,20 +189,27 @@ def parser() -> argparse.ArgumentParser:
     inf.set_defaults(func=cmd_schema_infer)
     serve = sub.add_parser("serve", help="the model server (HTTP :8080, Prometheus metrics :9090)",
                            description="Other settings come from the environment: MODEL_PATH, MODEL_NAME, "
-                                       "MODEL_ROLE, MODEL_ROLE_FILE, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, "
+                                       "MODEL_SHA256, MODEL_ROLE, MODEL_ROLE_FILE, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, "
                                        "MAX_BODY_BYTES, INFERENCE_LOG_URI, INFERENCE_LOG_SAMPLE_RATE, "
                                        "SCHEMA_URI, FAIL_FAST (see serving/config.py).")
     serve.add_argument("--model-uri", help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/..., or a path "
-                                           "(default: MODEL_URI, or the folder MODEL_PATH)")
+                                           "(default: MODEL_URI, or the folder MODEL_PATH); resolved, "
+                                           "downloaded and checked once, before the workers start")
     serve.add_argument("--port", type=int, help="HTTP port (default: PORT or 8080)")
     serve.add_argument("--metrics-port", type=int, help="Prometheus port (default: METRICS_PORT or 9090)")
     serve.add_argument("--workers", type=int, help="worker processes (default: WORKERS or 4)")
     serve.set_defaults(func=cmd_serve)
 
     model = sub.add_parser("model", help="registry models").add_subparsers(dest="action", required=True)
-    pull = model.add_parser("pull", help="download a registry model into a folder (the init container)")
+    pull = model.add_parser("pull", help="download a registry model into a folder (the init container)",
+                            description="The model file must hash to the registry version's model_sha256 tag "
+                                        "and load with skops and the project's trusted types. The same "
+                                        "version already in --output is left alone; another is replaced "
+                                        "atomically (--output is a link swapped in one rename).")
     pull.add_argument("--model-uri", required=True, help="e.g. models:/fraud-detection@production")
-    pull.add_argument("--output", required=True, help="folder to fill (empty, or holding the same model)")
+    pull.add_argument("--output", required=True,
+                      help="path to fill: new, empty, or a model an earlier pull put there")
+    pull.add_argument("--sha256", help="the model file's expected sha256, checked too (default: MODEL_SHA256)")
     pull.set_defaults(func=cmd_model_pull)
     return p
 

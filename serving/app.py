@@ -110,7 +110,7 @@ class Worker:
     def load(self) -> None:
         s = self.settings
         try:
-            model = load(s.model_path, s.model_uri, s.model_name, s.model_version, s.schema_uri)
+            model = load(s.model_path, s.model_name, s.model_version, s.schema_uri, s.model_sha256)
         except Exception as exc:  # readiness stays false and says why
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error("model failed to load, readiness stays false: %s", self.load_error)

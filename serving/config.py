@@ -19,6 +19,7 @@ class Settings:
     model_path: str | None = None          # MODEL_PATH: a model folder (what `mlops model pull` fills)
     model_name: str | None = None          # MODEL_NAME: the name in /v1/models/<name>:predict and metric labels
     model_version: str | None = None       # MODEL_VERSION: overrides what the model folder says
+    model_sha256: str | None = None        # MODEL_SHA256: the registry's hash of the model file; refused if unequal
     model_role: str = "stable"             # MODEL_ROLE: canary | stable (from the pod label)
     model_role_file: str | None = None     # MODEL_ROLE_FILE: downward-API file with the current pod label
     schema_uri: str | None = None          # SCHEMA_URI: the contract, when the model folder carries none

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,11 +17,11 @@ import sklearn
 
 from components import contract as contract_mod
 from components.contract import Contract
-from components.registry import recorded_sha256
+from components.registry import MODEL_FILE, ModelIntegrityError, file_sha256, load_model, registered_sha256
 from components.scoring import positive_index
 from serving.requests import RequestReader
 
-INFO_FILE = "model_info.json"  # written by `mlops model pull`, beside the MLflow model files
+INFO_FILE = "model_info.json"  # the pull record, written by `mlops model pull` beside the MLflow model files
 MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 log = logging.getLogger("serving")
 
@@ -30,7 +31,7 @@ class ModelInfo:
     name: str
     version: str
     source: str
-    model_sha256: str | None = None
+    model_sha256: str | None = None  # the sha256 the model file was verified against
 
 
 def resolve(model_uri: str) -> tuple[str | None, str | None, str]:
@@ -47,35 +48,65 @@ def resolve(model_uri: str) -> tuple[str | None, str | None, str]:
     return match["name"], version, f"models:/{match['name']}/{version}"
 
 
-def pull(model_uri: str, output: str) -> ModelInfo:
-    """Download a model into `output` (what the init container does); a no-op when it is already there.
+def read_info(folder: Path) -> ModelInfo | None:
+    """The pull record of a folder, if it has one."""
+    record = folder / INFO_FILE
+    return ModelInfo(**json.loads(record.read_text())) if record.exists() else None
 
-    The download goes to a sibling folder that is renamed into place, so an interrupted pull leaves
-    nothing behind that a retry would trip over.
+
+def pull(model_uri: str, output: str, expected_sha256: str | None = None) -> ModelInfo:
+    """Put the model of `model_uri` into `output`, checked: what the init container does.
+
+    A registry version's model file must hash to the version's `model_sha256` tag (and equal
+    `expected_sha256` when given); any other URI is checked against `expected_sha256` if given. The model
+    must load with skops and the project's trusted types. `output` is a symbolic link to a sibling folder
+    holding the model and its pull record: a pull of the version already there (intact) changes nothing;
+    another version is downloaded and checked beside it, then the link is swapped in one rename, so a
+    reader sees the old model or the new one, never a mix or a gap.
     """
     import mlflow.artifacts
+    from mlflow import MlflowClient
 
     name, version, source = resolve(model_uri)
+    if version is not None:
+        registered = registered_sha256(MlflowClient(), name, version)
+        if expected_sha256 and expected_sha256 != registered:
+            raise ModelIntegrityError(f"{model_uri}: the registry's model_sha256 {registered} is not the "
+                                      f"expected {expected_sha256}")
+        expected_sha256 = registered
     out = Path(output)
-    if (out / INFO_FILE).exists():
-        have = ModelInfo(**json.loads((out / INFO_FILE).read_text()))
-        if version is not None and (have.name, have.version) == (name, version):
-            return have
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out}: not empty and holds another model; give an empty folder")
+    if out.is_symlink() or not out.exists():
+        have = read_info(out) if out.exists() else None
+        if (have is not None and version is not None and (have.name, have.version) == (name, version)
+                and (out / MODEL_FILE).exists() and file_sha256(out / MODEL_FILE) == expected_sha256):
+            return have  # that version, intact: nothing to do
+    elif out.is_dir() and not any(out.iterdir()):
+        out.rmdir()  # an empty folder becomes the link
+    else:
+        raise FileExistsError(f"{out}: not empty and not a model folder made by `mlops model pull`; "
+                              "give a new path or an empty folder")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.partial-", dir=out.parent) as tmp:
-        partial = Path(tmp) / "model"
-        partial.mkdir()
-        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(partial))
+    target = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(target))
+        try:  # refuse what would not load before it replaces anything
+            load_model(target, expected_sha256)
+        except ModelIntegrityError as exc:
+            raise ModelIntegrityError(f"{model_uri}: {exc}") from exc
         info = ModelInfo(name=name or out.name, version=version or "unknown", source=model_uri,
-                         model_sha256=recorded_sha256(str(partial)))
-        (partial / INFO_FILE).write_text(json.dumps(info.__dict__, indent=2))
-        if out.exists():  # an empty folder, perhaps a mount point: move the files in, the marker last
-            for item in sorted(partial.iterdir(), key=lambda p: p.name == INFO_FILE):
-                item.rename(out / item.name)
-        else:
-            partial.rename(out)
+                         model_sha256=expected_sha256 or file_sha256(target / MODEL_FILE))
+        (target / INFO_FILE).write_text(json.dumps(info.__dict__, indent=2))
+        target.chmod(0o755)  # mkdtemp makes it private; the server may run as another user
+        old = out.resolve() if out.is_symlink() else None
+        link = out.parent / f".{out.name}.link-{os.getpid()}"
+        link.unlink(missing_ok=True)
+        link.symlink_to(target.name)
+        link.replace(out)  # atomic: the old model or the new one
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    if old is not None and old.parent == out.parent.resolve() and old.name.startswith(f".{out.name}-"):
+        shutil.rmtree(old, ignore_errors=True)
     return info
 
 
@@ -123,26 +154,31 @@ class ServedModel:
         return self.blocks is not None
 
 
-def load(model_path: str | None = None, model_uri: str | None = None, name: str | None = None,
-         version: str | None = None, schema_uri: str | None = None) -> ServedModel:
-    """Load from a folder (MODEL_PATH) or any MLflow model URI, then warm up on the model's input example."""
-    import mlflow.artifacts
-    import mlflow.sklearn
+def load(model_path: str, name: str | None = None, version: str | None = None, schema_uri: str | None = None,
+         expected_sha256: str | None = None) -> ServedModel:
+    """Load the model folder `model_path` (its link resolved once), then warm up on its input example.
+
+    The model file must hash to `expected_sha256` (MODEL_SHA256, set by the deployment or by the server
+    for a version it pinned); without it, to the hash its pull record was verified against; a folder
+    with neither is loaded unchecked, with a warning. Either way only skops and the trusted types load.
+    """
     from mlflow.models import Model
 
-    if model_path:
-        folder = Path(model_path)
-        info_file = folder / INFO_FILE
-        info = (ModelInfo(**json.loads(info_file.read_text())) if info_file.exists()
-                else ModelInfo(name=folder.name, version="unknown", source=str(folder),
-                               model_sha256=recorded_sha256(str(folder))))
+    if not model_path:
+        raise ValueError("no MODEL_PATH: a worker loads the folder the server pinned")
+    folder = Path(model_path).resolve()  # read every file from one folder, even if the link moves
+    record = read_info(folder)
+    info = record or ModelInfo(name=Path(model_path).name, version="unknown", source=str(model_path))
+    if expected_sha256:
+        checked = "MODEL_SHA256"
+    elif record is not None and record.model_sha256:
+        expected_sha256, checked = record.model_sha256, f"its pull record {folder / INFO_FILE} only"
     else:
-        reg_name, reg_version, source = resolve(model_uri)
-        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
-        info = ModelInfo(name=reg_name or folder.name, version=reg_version or "unknown", source=model_uri,
-                         model_sha256=recorded_sha256(str(folder)))
+        checked = "nothing: no MODEL_SHA256 and no pull record"
+        log.warning("%s: the model file's hash is not checked (set MODEL_SHA256)", folder / MODEL_FILE)
+    estimator = load_model(folder, expected_sha256)
     info = ModelInfo(name=name or info.name, version=version or info.version, source=info.source,
-                     model_sha256=info.model_sha256)
+                     model_sha256=expected_sha256)
     contract_file = folder / contract_mod.MODEL_FILE
     if contract_file.exists():
         spec = contract_mod.load(str(contract_file))
@@ -150,10 +186,10 @@ def load(model_path: str | None = None, model_uri: str | None = None, name: str 
         spec = contract_mod.load(schema_uri)
     else:
         raise FileNotFoundError(f"{folder} holds no {contract_mod.MODEL_FILE}; give SCHEMA_URI")
-    estimator = mlflow.sklearn.load_model(str(folder))
     example = Model.load(str(folder)).load_input_example(str(folder))
     served = ServedModel(info, estimator, spec, RequestReader(spec), example)
     served.use_direct_path(example)
     served.predict(example)  # warm-up: the first prediction pays for lazy initialisation
-    log.info("model %s version %s loaded from %s (pid %d)", info.name, info.version, info.source, os.getpid())
+    log.info("model %s version %s loaded from %s (pid %d); sha256 checked against %s", info.name, info.version,
+             folder, os.getpid(), checked)
     return served

@@ -1,21 +1,29 @@
 """Register a gated model in MLflow with its lineage and move the `staged` alias to it.
 
-Idempotent: a model hash already in the registry is never registered again, and a retried
-registration reuses the run an earlier attempt created.
+Idempotent and safe under concurrency: a model whose content is already registered is never registered
+again; when two runs register the same content at once, both end on the oldest version, and each deletes
+only the copies it made itself, which nobody else points at.
 """
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
+import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
+from mlflow.entities.model_registry.model_version_status import ModelVersionStatus
 from mlflow.exceptions import MlflowException
 
-from components.registry import IMPORTANCES_ARTIFACT, ensure_experiment, recorded_sha256
+from components.registry import IMPORTANCES_ARTIFACT, MODEL_FILE, ensure_experiment, file_sha256
 
 ALIAS = "staged"
 PARAM_LIMIT = 100  # MLflow log_batch accepts at most 100 params per call
+READY = ModelVersionStatus.to_string(ModelVersionStatus.READY)
+FAILED = ModelVersionStatus.to_string(ModelVersionStatus.FAILED_REGISTRATION)
 
 
 @dataclass
@@ -30,11 +38,12 @@ class Registration:
         return self.__dict__.copy()
 
 
-def model_hash(model_dir: str) -> str:
-    """The hash training recorded in the model's MLmodel metadata."""
-    digest = recorded_sha256(model_dir)
-    if digest is None:
-        raise ValueError(f"{model_dir}/MLmodel has no metadata.model_sha256: was it written by train_model?")
+def content_hash(model_dir: str) -> str:
+    """The content hash train_model recorded in the model's MLmodel metadata (for finding duplicates)."""
+    mlmodel = Path(model_dir) / "MLmodel"
+    digest = (yaml.safe_load(mlmodel.read_text()).get("metadata") or {}).get("content_sha256")
+    if not digest:
+        raise ValueError(f"{mlmodel} has no metadata.content_sha256: was it written by train_model?")
     return digest
 
 
@@ -49,10 +58,13 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def _versions_with(client: MlflowClient, name: str, digest: str) -> list:
-    """The versions of `name` holding this model hash, oldest first."""
-    found = client.search_model_versions(f"name = '{name}' and tags.model_sha256 = '{digest}'")
-    return sorted(found, key=lambda mv: int(mv.version))
+def _versions_with(client: MlflowClient, name: str, content: str) -> list:
+    """The live versions of `name` holding this content, oldest first.
+
+    The filter holds only the hex digest and names are compared here, so any model name works: MLflow's
+    filter syntax has no escape for a name holding both kinds of quote."""
+    found = client.search_model_versions(f"tags.content_sha256 = '{content}'")
+    return sorted((mv for mv in found if mv.name == name and mv.status != FAILED), key=lambda mv: int(mv.version))
 
 
 def _ensure_registered_model(client: MlflowClient, name: str) -> None:
@@ -64,11 +76,12 @@ def _ensure_registered_model(client: MlflowClient, name: str) -> None:
 
 
 def _run_for(client: MlflowClient, experiment_id: str, digest: str, lineage: dict, metrics: dict,
-             config: dict, artifacts: dict[str, dict], model_dir: str) -> str:
-    """The run holding this model's artifacts: found by model hash, or created once."""
+             config: dict, artifacts: dict[str, dict], model_dir: str) -> tuple[str, bool]:
+    """(run holding these model bytes, created now): found by the bytes' hash, so a retry of this
+    registration reuses its run while another run's model (other bytes) never lands in it."""
     found = client.search_runs([experiment_id], f"tags.model_sha256 = '{digest}'", max_results=1)
     if found and found[0].info.status == "FINISHED":
-        return found[0].info.run_id
+        return found[0].info.run_id, False
     run_id = found[0].info.run_id if found else client.create_run(
         experiment_id, tags={**lineage, "mlflow.runName": f"register-{digest[:12]}"}).info.run_id
     params = [Param(k, v[:6000]) for k, v in sorted(_flatten(config).items())]
@@ -79,39 +92,94 @@ def _run_for(client: MlflowClient, experiment_id: str, digest: str, lineage: dic
     for name, content in artifacts.items():
         client.log_dict(run_id, content, name)
     client.set_terminated(run_id, "FINISHED")
-    return run_id
+    return run_id, not found
+
+
+def wait_until_ready(client: MlflowClient, name: str, version: str, timeout: float = 300.0):
+    """The model version once its status is READY; an error if registration failed or took too long."""
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while True:
+        mv = client.get_model_version(name, version)
+        if mv.status == READY:
+            return mv
+        if mv.status == FAILED:
+            raise RuntimeError(f"model {name!r} version {version}: registration failed: {mv.status_message}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"model {name!r} version {version} still {mv.status} after {timeout:.0f} s; "
+                               "no alias was set")
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def _winner(client: MlflowClient, name: str, content: str, timeout: float):
+    """The oldest live version holding `content`, once READY: the one every concurrent run aliases."""
+    while True:
+        candidates = _versions_with(client, name, content)
+        if not candidates:
+            raise RuntimeError(f"model {name!r}: no version holds content {content} any more")
+        try:
+            return wait_until_ready(client, name, str(candidates[0].version), timeout)
+        except RuntimeError as exc:
+            if "registration failed" not in str(exc):
+                raise  # a failed version drops out of the candidates: look again
+
+
+def _settle(write, done) -> None:
+    """Run an idempotent registry write. Two runs writing the same alias or tag at once can make the
+    server's insert-or-update fail for one of them; that one is fine if the other wrote the same value."""
+    try:
+        write()
+    except MlflowException:
+        if not done():
+            raise
 
 
 def register(tracking_uri: str, name: str, model_dir: str, lineage: dict[str, str], metrics: dict,
-             config: dict, importances: dict, gate_report: dict, evaluation: dict) -> Registration:
-    """Register `model_dir` under `name` (or find it registered) and point `staged` at it."""
+             config: dict, importances: dict, gate_report: dict, evaluation: dict,
+             ready_timeout: float = 300.0) -> Registration:
+    """Register `model_dir` under `name` (or find it registered) and point `staged` at it once READY."""
     client = MlflowClient(tracking_uri)
-    digest = model_hash(model_dir)
-    lineage = {**lineage, "model_sha256": digest}
-    existing = _versions_with(client, name, digest)
-    if existing:
+    content = content_hash(model_dir)
+    digest = file_sha256(Path(model_dir) / MODEL_FILE)  # the bytes every load is checked against
+    existing = _versions_with(client, name, content)
+    if existing and existing[0].tags.get("stage"):  # fully registered before: nothing to do
         mv = existing[0]
-        if mv.tags.get("stage"):  # fully registered before: nothing to do
-            aliases = client.get_model_version(name, mv.version).aliases  # search results leave them out
-            return Registration(name, str(mv.version), ",".join(sorted(aliases)) or "none", False, mv.run_id or "")
-        run_id = mv.run_id
+        aliases = client.get_model_version(name, mv.version).aliases  # search results leave them out
+        return Registration(name, str(mv.version), ",".join(sorted(aliases)) or "none", False, mv.run_id or "")
+    created = True
+    if existing:  # an earlier attempt created the version, then stopped before the alias
+        run_id = existing[0].run_id or ""
     else:
+        lineage = {**lineage, "model_sha256": digest, "content_sha256": content}
+        attempt = uuid.uuid4().hex
         experiment_id = ensure_experiment(client, name)
-        run_id = _run_for(client, experiment_id, digest, lineage, metrics, config,
-                          {IMPORTANCES_ARTIFACT: importances, "gate_report.json": gate_report,
-                           "evaluation.json": evaluation}, model_dir)
+        run_id, new_run = _run_for(client, experiment_id, digest, lineage, metrics, config,
+                                   {IMPORTANCES_ARTIFACT: importances, "gate_report.json": gate_report,
+                                    "evaluation.json": evaluation}, model_dir)
         _ensure_registered_model(client, name)
         source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/model"
-        tags = {**lineage,
+        tags = {**lineage, "registration_attempt": attempt,
                 **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items() if v is not None},
                 "gate_report": json.dumps({r["metric"]: r["verdict"] for r in gate_report["gates"]}),
                 "gate_passed": str(gate_report["passed"]).lower()}
-        client.create_model_version(name, source, run_id=run_id, tags=tags, description=f"model sha256 {digest}")
-        # the client retries requests whose answer was lost, which can create the version twice:
-        # keep the first, drop the copies (nothing points at them yet)
-        mv, *copies = _versions_with(client, name, digest)
-        for copy in copies:
+        client.create_model_version(name, source, run_id=run_id, tags=tags, description=f"model sha256 {digest}",
+                                    await_creation_for=0)
+        winner = _winner(client, name, content, ready_timeout)
+        # Another run registered the same content first, or the client retried a request whose answer was
+        # lost: drop this attempt's copies. Every run aliases the oldest version, so nobody points at them.
+        mine = [mv for mv in _versions_with(client, name, content)
+                if mv.tags.get("registration_attempt") == attempt and str(mv.version) != str(winner.version)]
+        for copy in mine:
             client.delete_model_version(name, copy.version)
-    client.set_registered_model_alias(name, ALIAS, mv.version)
-    client.set_model_version_tag(name, mv.version, "stage", ALIAS)
-    return Registration(name, str(mv.version), ALIAS, True, run_id)
+        created = winner.tags.get("registration_attempt") == attempt
+        if winner.run_id != run_id:
+            if new_run:
+                client.delete_run(run_id)  # its model is not the registered one
+            run_id = winner.run_id or ""
+    mv = _winner(client, name, content, ready_timeout)
+    _settle(lambda: client.set_registered_model_alias(name, ALIAS, mv.version),
+            lambda: str(client.get_model_version_by_alias(name, ALIAS).version) == str(mv.version))
+    _settle(lambda: client.set_model_version_tag(name, mv.version, "stage", ALIAS),
+            lambda: client.get_model_version(name, mv.version).tags.get("stage") == ALIAS)
+    return Registration(name, str(mv.version), ALIAS, created, run_id)

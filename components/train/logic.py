@@ -189,7 +189,8 @@ def train(df: pd.DataFrame, contract: Contract, config: dict) -> TrainResult:
 
 
 def save_model(result: TrainResult, contract: Contract, path: str) -> str:
-    """Write an MLflow-format model directory (skops, signature, input example); return the model hash.
+    """Write an MLflow-format model directory (skops, signature, input example); return the sha256 of
+    the model file's bytes.
 
     Serving needs nothing else: the directory names its requirements and the types skops must trust.
     """
@@ -197,7 +198,9 @@ def save_model(result: TrainResult, contract: Contract, path: str) -> str:
 
     import mlflow.sklearn
     import skops.io as sio
-    from mlflow.models import infer_signature
+    from mlflow.models import Model, infer_signature
+
+    from components.registry import MODEL_FILE, file_sha256
 
     untrusted = set(sio.get_untrusted_types(data=sio.dumps(result.pipeline)))
     unknown = sorted(untrusted - set(TRUSTED_TYPES))
@@ -205,7 +208,6 @@ def save_model(result: TrainResult, contract: Contract, path: str) -> str:
         raise TypeError(f"the model holds types skops is not told to trust: {unknown}; "
                         f"review them and add them to TRUSTED_TYPES in {__name__}")
     example = result.holdout[contract.feature_columns].head(5)
-    digest = model_sha256(result.pipeline)
     with warnings.catch_warnings():
         # MLflow hints that integer columns cannot hold missing values; the contract says which can
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
@@ -214,13 +216,21 @@ def save_model(result: TrainResult, contract: Contract, path: str) -> str:
         result.pipeline, path, serialization_format="skops", skops_trusted_types=sorted(untrusted),
         signature=signature, input_example=example,
         pip_requirements=[f"{p}=={version(p)}" for p in ("mlflow", "scikit-learn", "skops", "pandas")],
-        metadata={"model_sha256": digest, "contract": f"{contract.name} v{contract.version}"})
+        metadata={"content_sha256": content_sha256(result.pipeline),
+                  "contract": f"{contract.name} v{contract.version}"})
     contract.save(f"{path}/{CONTRACT_FILE}")
+    # skops files differ byte for byte between saves of one model; this save's hash is what the registry
+    # records as model_sha256 (here for reading only: loading checks the registry's tag)
+    digest = file_sha256(f"{path}/{MODEL_FILE}")
+    meta = Model.load(path)
+    meta.metadata["model_sha256"] = digest
+    meta.save(f"{path}/MLmodel")
     return digest
 
 
-def model_sha256(pipeline: Pipeline) -> str:
-    """Hash of the fitted estimator's content (arrays by value): same data and config, same hash."""
+def content_sha256(pipeline: Pipeline) -> str:
+    """Hash of the fitted estimator's content (arrays by value): same data and config, same hash, whatever
+    the bytes of a save. Registration finds an already registered model by it."""
     return NumpyHasher(hash_name="sha256").hash(pipeline)
 
 

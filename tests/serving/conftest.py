@@ -15,6 +15,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from components.registry import MODEL_FILE, file_sha256
 from components.train import logic
 from mlops import datagen
 from tests.conftest import free_port
@@ -76,7 +77,8 @@ def registered(trained_model, mlflow_server):
     client.log_artifacts(run.info.run_id, str(folder), "model")
     client.set_terminated(run.info.run_id)
     client.create_registered_model(MODEL)
-    mv = client.create_model_version(MODEL, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    mv = client.create_model_version(MODEL, f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
+                                     tags={"model_sha256": file_sha256(folder / MODEL_FILE)})
     client.set_registered_model_alias(MODEL, "production", mv.version)
     return f"models:/{MODEL}@production"
 
