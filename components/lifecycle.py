@@ -12,6 +12,7 @@ import json
 from datetime import datetime, timezone
 
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from components.registry import version_by_alias
 
@@ -33,6 +34,16 @@ def history(mv) -> list[dict]:
         return []
 
 
+def _settle(write, done) -> None:
+    """Run an idempotent registry write. Two runs writing the same alias or tag at once can make the
+    server's insert-or-update fail for one of them; that one is fine if the other wrote the same value."""
+    try:
+        write()
+    except MlflowException:
+        if not done():
+            raise
+
+
 def move(client: MlflowClient, name: str, version: str, new_state: str, reason: str,
          pipeline_run: str = "") -> None:
     """Record `new_state` on the version (tag and history) and move the aliases to match.
@@ -47,14 +58,18 @@ def move(client: MlflowClient, name: str, version: str, new_state: str, reason: 
         return
     entry = {"state": new_state, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "reason": reason, "pipeline_run": pipeline_run}
+    version = str(version)
     # aliases first, tags last: a crash in between leaves the old state recorded, and a retry redoes it all
     for alias in ALIASED:
         if alias == new_state:
-            client.set_registered_model_alias(name, alias, str(version))
+            _settle(lambda: client.set_registered_model_alias(name, alias, version),
+                    lambda: aliased_version(client, name, alias) == version)
         elif alias in mv.aliases:
-            client.delete_registered_model_alias(name, alias)
-    client.set_model_version_tag(name, str(version), HISTORY_TAG, json.dumps((past + [entry])[-HISTORY_LIMIT:]))
-    client.set_model_version_tag(name, str(version), TAG, new_state)
+            _settle(lambda: client.delete_registered_model_alias(name, alias),
+                    lambda: aliased_version(client, name, alias) != version)
+    for tag, value in ((HISTORY_TAG, json.dumps((past + [entry])[-HISTORY_LIMIT:])), (TAG, new_state)):
+        _settle(lambda: client.set_model_version_tag(name, version, tag, value),
+                lambda: client.get_model_version(name, version).tags.get(tag) == value)
 
 
 def aliased_version(client: MlflowClient, name: str, alias: str) -> str | None:

@@ -1,7 +1,6 @@
 """The MLflow model registry: the source of truth for a model's lifecycle, and the one safe way to load a model.
 
-Aliases `staged`, `canary`, `production` point at versions; the version tag `stage` records where a
-version is (staged, canary, production, archived, rejected). The version tag `model_sha256` is the
+Aliases and the lifecycle tags are moved by components.lifecycle alone. The version tag `model_sha256` is the
 sha256 of the model file's bytes as registered: every load checks the file against it.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Register a gated model in MLflow with its lineage and move the `staged` alias to it.
+"""Register a gated model in MLflow with its lineage; its lifecycle starts at `staged` (components.lifecycle).
 
 Idempotent and safe under concurrency: a model whose content is already registered is never registered
 again; when two runs register the same content at once, both end on the oldest version, and each deletes
@@ -18,6 +18,7 @@ from mlflow.entities import Metric, Param
 from mlflow.entities.model_registry.model_version_status import ModelVersionStatus
 from mlflow.exceptions import MlflowException
 
+from components import lifecycle
 from components.registry import IMPORTANCES_ARTIFACT, MODEL_FILE, ensure_experiment, file_sha256
 
 ALIAS = "staged"
@@ -125,16 +126,6 @@ def _winner(client: MlflowClient, name: str, content: str, timeout: float):
                 raise  # a failed version drops out of the candidates: look again
 
 
-def _settle(write, done) -> None:
-    """Run an idempotent registry write. Two runs writing the same alias or tag at once can make the
-    server's insert-or-update fail for one of them; that one is fine if the other wrote the same value."""
-    try:
-        write()
-    except MlflowException:
-        if not done():
-            raise
-
-
 def register(tracking_uri: str, name: str, model_dir: str, lineage: dict[str, str], metrics: dict,
              config: dict, importances: dict, gate_report: dict, evaluation: dict,
              ready_timeout: float = 300.0) -> Registration:
@@ -143,7 +134,7 @@ def register(tracking_uri: str, name: str, model_dir: str, lineage: dict[str, st
     content = content_hash(model_dir)
     digest = file_sha256(Path(model_dir) / MODEL_FILE)  # the bytes every load is checked against
     existing = _versions_with(client, name, content)
-    if existing and existing[0].tags.get("stage"):  # fully registered before: nothing to do
+    if existing and lifecycle.state(existing[0]):  # fully registered before: nothing to do
         mv = existing[0]
         aliases = client.get_model_version(name, mv.version).aliases  # search results leave them out
         return Registration(name, str(mv.version), ",".join(sorted(aliases)) or "none", False, mv.run_id or "")
@@ -178,8 +169,5 @@ def register(tracking_uri: str, name: str, model_dir: str, lineage: dict[str, st
                 client.delete_run(run_id)  # its model is not the registered one
             run_id = winner.run_id or ""
     mv = _winner(client, name, content, ready_timeout)
-    _settle(lambda: client.set_registered_model_alias(name, ALIAS, mv.version),
-            lambda: str(client.get_model_version_by_alias(name, ALIAS).version) == str(mv.version))
-    _settle(lambda: client.set_model_version_tag(name, mv.version, "stage", ALIAS),
-            lambda: client.get_model_version(name, mv.version).tags.get("stage") == ALIAS)
+    lifecycle.move(client, name, mv.version, ALIAS, "passed the quality gates", lineage.get("pipeline_run_id", ""))
     return Registration(name, str(mv.version), ALIAS, created, run_id)
