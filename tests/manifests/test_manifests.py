@@ -5,7 +5,6 @@ Built-in kinds are checked with kubernetes-validate, the Argo Rollouts kinds aga
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.conftest import require_tool
 from tests.manifests import crd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,17 +151,9 @@ def test_role_grants_what_deployment_steps_need_and_no_more():
                    for _, _, v in grants)
 
 
-def kustomize_command() -> list[str] | None:
-    if shutil.which("kustomize"):
-        return ["kustomize", "build"]
-    if shutil.which("kubectl"):
-        return ["kubectl", "kustomize"]
-    return None
-
-
-@pytest.mark.skipif(kustomize_command() is None, reason="neither kustomize nor kubectl is installed")
 def test_kustomize_build_renders_valid_objects_in_the_namespace():
-    out = subprocess.run([*kustomize_command(), str(BASE)], capture_output=True, text=True, timeout=60, check=True)
+    kubectl = require_tool("kubectl", "the dev extra installs it")
+    out = subprocess.run([kubectl, "kustomize", str(BASE)], capture_output=True, text=True, timeout=60, check=True)
     rendered = [d for d in yaml.safe_load_all(out.stdout) if d]
     assert sorted(d["kind"] for d in rendered) == ["AnalysisTemplate", "Namespace", "Role", "RoleBinding", "Rollout",
                                                   "Service", "Service", "Service", "ServiceAccount"]

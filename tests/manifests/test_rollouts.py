@@ -4,13 +4,13 @@ from __future__ import annotations
 import copy
 import posixpath
 import re
-import shutil
 import subprocess
 
 import kubernetes_validate
 import pytest
 import yaml
 
+from tests.conftest import require_tool
 from tests.manifests import crd
 
 BASE = crd.ROOT / "manifests" / "base"
@@ -306,12 +306,12 @@ def test_analysis_arguments_have_defaults():
         assert metric["provider"]["prometheus"]["address"] == "{{args.prometheus-address}}"
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
 def test_analysis_queries_are_valid_promql(tmp_path):
+    promtool = require_tool("promtool", "Debian package 'prometheus'")
     rules = {"groups": [{"name": "canary-analysis", "rules": [
         {"record": f"canary:{name.replace('-', '_')}", "expr": query}
         for name, query in crd.analysis_queries().items()]}]}
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(rules))
-    out = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=30)
+    out = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -1,28 +1,25 @@
 """A real Prometheus scrapes the real server and evaluates the canary AnalysisTemplate's own queries."""
-import shutil
 import subprocess
 import time
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, require_tool
 from tests.manifests.crd import analysis_queries
 from tests.serving.conftest import MODEL, http, records
-
-PROMETHEUS = shutil.which("prometheus")
-pytestmark = pytest.mark.skipif(
-    PROMETHEUS is None, reason="prometheus is not installed (Debian package 'prometheus'; .ci/run installs it)")
 
 
 @pytest.fixture
 def prometheus(tmp_path):
+    binary = require_tool("prometheus", "Debian package 'prometheus'")
+
     def start(target_port: int) -> str:
         port = free_port()
         (tmp_path / "prometheus.yml").write_text(
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
             "scrape_configs:\n"
             f"  - job_name: model-server\n    static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]\n")
-        proc = subprocess.Popen([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+        proc = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
                                  f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
                                  "--log.level=warn"], stdout=open(tmp_path / "prometheus.log", "w"),
                                 stderr=subprocess.STDOUT)
