@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
@@ -111,7 +111,7 @@ class TrainingDefaults:
     training_config: dict
     quality_gates: dict
     baseline_metrics: dict
-    resources: dict = field(default_factory=dict)  # step -> requests/limits, set on the tasks at compile time
+    resources: dict  # step -> CPU/memory requests and limits, set on the tasks at compile time
 
     def as_arguments(self) -> dict:
         """The pipeline's parameters (resources are not parameters)."""
