@@ -1,6 +1,7 @@
 """The defaults of record in configs/, checked and shaped into pipeline parameter defaults."""
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,6 +66,54 @@ def check_deploy(section: dict, path) -> dict:
         raise ConfigError(f"{path}: deploy.timeout_minutes must be a number >= 0 (0: the Rollout's own pauses and "
                           f"analyses plus a margin), got {section['timeout_minutes']!r}")
     return section
+# The training pipeline's steps (task names in the compiled YAML); tests/compile checks they agree.
+STEPS = ("validate-data", "train-model", "evaluate-model", "quality-gate", "register-model", "deploy-model",
+         "stop-on-failed-gate")
+RESOURCE_KEYS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
+# Kubernetes quantities in the forms KFP accepts: cores ("2", "0.5", "500m") and bytes ("512Mi", "2Gi", "1G")
+_CPU = re.compile(r"((?:\d*\.)?\d+)(m?)")
+_MEMORY = re.compile(r"(\d+)(Ki|Mi|Gi|Ti|Pi|Ei|K|M|G|T|P|E)?")
+_BYTES = {None: 1, **{u: 1000 ** (i + 1) for i, u in enumerate("KMGTPE")},
+          **{u + "i": 1024 ** (i + 1) for i, u in enumerate("KMGTPE")}}
+
+
+def _quantity(key: str, value) -> float | None:
+    """Cores or bytes a request/limit stands for; None when it is not a quantity."""
+    text = str(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else ""
+    if key.startswith("cpu"):
+        match = _CPU.fullmatch(text)
+        return match and float(match[1]) / (1000 if match[2] else 1)
+    match = _MEMORY.fullmatch(text)
+    return match and int(match[1]) * _BYTES[match[2]]
+
+
+def check_resources(section, path) -> dict[str, dict[str, str]]:
+    """Each step's CPU and memory requests and limits: `default`, overridden key by key by the step's entry."""
+    where = f"{path}: resources"
+    if not isinstance(section, dict) or not isinstance(section.get("default"), dict):
+        raise ConfigError(f"{where}: expected a mapping with a 'default' entry of {list(RESOURCE_KEYS)}")
+    unknown = sorted(set(section) - {"default", *STEPS})
+    if unknown:
+        raise ConfigError(f"{where}: unknown step(s) {unknown}; steps are {list(STEPS)}")
+    for name, entry in section.items():
+        if not isinstance(entry, dict) or set(entry) - set(RESOURCE_KEYS):
+            raise ConfigError(f"{where}.{name}: expected a mapping of some of {list(RESOURCE_KEYS)}, got {entry!r}")
+    missing = sorted(set(RESOURCE_KEYS) - set(section["default"]))
+    if missing:
+        raise ConfigError(f"{where}.default: missing key(s) {missing}")
+    steps = {}
+    for step in STEPS:
+        merged = {**section["default"], **section.get(step, {})}
+        for key, value in merged.items():
+            if not _quantity(key, value):
+                form = "cores, e.g. 2, 0.5 or 500m" if key.startswith("cpu") else "bytes, e.g. 512Mi, 2Gi or 1G"
+                raise ConfigError(f"{where}.{step}.{key}: {value!r} is not a positive quantity of {form}")
+        for kind in ("cpu", "memory"):
+            if _quantity(kind, merged[f"{kind}_request"]) > _quantity(kind, merged[f"{kind}_limit"]):
+                raise ConfigError(f"{where}.{step}: {kind}_request {merged[f'{kind}_request']!r} exceeds "
+                                  f"{kind}_limit {merged[f'{kind}_limit']!r}")
+        steps[step] = {key: str(value) for key, value in merged.items()}
+    return steps
 
 
 @dataclass(frozen=True)
@@ -79,9 +128,11 @@ class TrainingDefaults:
     namespace: str
     rollout_name: str
     timeout_minutes: float
+    resources: dict  # step -> CPU/memory requests and limits, set on the tasks at compile time
 
     def as_arguments(self) -> dict:
-        return asdict(self)
+        """The pipeline's parameters (resources are not parameters)."""
+        return {k: v for k, v in asdict(self).items() if k != "resources"}
 
 
 def load(config: str | Path = CONFIG, gates: str | Path = GATES, baseline: str | Path = BASELINE,
@@ -89,13 +140,15 @@ def load(config: str | Path = CONFIG, gates: str | Path = GATES, baseline: str |
     """Read and check the three config files (relative paths against `root`)."""
     config, gates, baseline = (Path(root, p) for p in (config, gates, baseline))
     doc = read_yaml(config)
-    unknown = sorted(set(doc) - {"data", "registry", "training", "deploy"})
+    unknown = sorted(set(doc) - {"data", "registry", "training", "deploy", "resources"})
     if unknown:
-        raise ConfigError(f"{config}: unknown top-level key(s) {unknown}; expected data, registry, training, deploy")
+        raise ConfigError(f"{config}: unknown top-level key(s) {unknown}; expected data, registry, training, "
+                          "deploy, resources")
     data = _section(doc, config, "data", {"schema_uri"})
     registry = _section(doc, config, "registry", {"tracking_uri", "model_name"})
     deploy = check_deploy(_section(doc, config, "deploy", {"target", "namespace", "rollout_name", "timeout_minutes"}),
                           config)
+    resources = check_resources(doc.get("resources"), config)
     gates_doc = read_yaml(gates)
     baseline_doc = read_yaml(baseline)
     try:
@@ -108,4 +161,5 @@ def load(config: str | Path = CONFIG, gates: str | Path = GATES, baseline: str |
                             model_name=registry["model_name"], training_config=doc["training"],
                             quality_gates=gates_doc, baseline_metrics=baseline_doc,
                             deployment_target=deploy["target"], namespace=deploy["namespace"],
-                            rollout_name=deploy["rollout_name"], timeout_minutes=float(deploy["timeout_minutes"]))
+                            rollout_name=deploy["rollout_name"], timeout_minutes=float(deploy["timeout_minutes"]),
+                            resources=resources)

@@ -17,8 +17,17 @@ CREDENTIAL_KEYS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFL
                    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
+# A step with one of these parameters reads data, a schema file or the registry: it gets the credentials.
+READS_STORAGE = frozenset({"data_uri", "schema_uri", "tracking_uri"})
+
+
 def with_credentials(task: dsl.PipelineTask) -> dsl.PipelineTask:
     return kubernetes.use_secret_as_env(task, CREDENTIALS_SECRET, {k: k for k in CREDENTIAL_KEYS}, optional=True)
+
+
+def with_resources(task: dsl.PipelineTask, resources: dict[str, str]) -> dsl.PipelineTask:
+    return (task.set_cpu_request(resources["cpu_request"]).set_cpu_limit(resources["cpu_limit"])
+            .set_memory_request(resources["memory_request"]).set_memory_limit(resources["memory_limit"]))
 
 
 def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE):
@@ -74,7 +83,8 @@ def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE):
         # to the registry: no step may be answered from the cache.
         for task in (validate, train, evaluate, gate, register, deploy, stop):
             task.set_caching_options(False)
-        for task in (validate, evaluate, register, deploy):
-            with_credentials(task)
+            with_resources(task, defaults.resources[task.component_spec.name])
+            if READS_STORAGE & set(task.component_spec.inputs):
+                with_credentials(task)
 
     return training

@@ -17,6 +17,19 @@ from mlops import datagen
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "schemas" / "features_v2.json"
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str, why: str = "") -> str:
+    """Path of the command `name` (on PATH or beside this interpreter, i.e. in the venv). Missing, the test
+    is skipped on a developer's machine and FAILS under CI=true: a green CI means every layer ran."""
+    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if path is None:
+        message = f"{name} is not installed{f' ({why})' if why else ''}"
+        if CI:
+            pytest.fail(f"{message}; under CI=true a missing tool is a failure (.ci/run installs it)", pytrace=False)
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture(scope="session")

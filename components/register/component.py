@@ -24,6 +24,7 @@ def register_model(
     import json
 
     from components import contract
+    from components.lockfile import lock_sha256
     from components.register import logic
 
     spec = contract.load(schema_uri)
@@ -33,7 +34,7 @@ def register_model(
             loaded[name] = json.load(fh)
     lineage = {"git_commit": git_commit, "data_sha256": data_sha256, "config_sha256": config_sha256,
                "pipeline_run_id": pipeline_run_id, "feature_schema": f"{spec.name}",
-               "feature_schema_version": spec.version}
+               "feature_schema_version": spec.version, "lock_sha256": lock_sha256()}
     result = logic.register(tracking_uri, model_name, model.path, lineage,
                             metrics=loaded["evaluation"]["metrics"], config=training_config,
                             importances=loaded["importances"], gate_report=loaded["gate_report"],

@@ -23,8 +23,10 @@ def validate_data(
         clean, result = logic.validate(df, contract.load(schema_uri), source=data_uri)
     except logic.ValidationFailed as failed:
         failed.report.write(report.path, failure_cases.path)
+        print(failed.report.to_markdown())  # the step's log: KFP uploads no outputs of a failed step
         raise
     result.write(report.path, failure_cases.path)
+    print(result.to_markdown())
     dataio.write_table(clean, validated.path)
     validated.metadata.update({"rows": len(clean), "source": data_uri})
     return (len(clean), data_sha256)

@@ -91,8 +91,27 @@ def test_no_credentials_in_the_yaml(compiled):
         (secret,) = config["secretAsEnv"]
         assert secret["secretName"] == "mlops-credentials" and secret["optional"] is True
         assert {m["envVar"] for m in secret["keyToEnv"]} >= {"MLFLOW_TRACKING_PASSWORD", "AWS_SECRET_ACCESS_KEY"}
-    for step in ("exec-validate-data", "exec-evaluate-model", "exec-register-model"):
-        assert step in executors
+    # every step that reads data, a schema file or the registry gets them (training reads schema_uri)
+    reads = {f"exec-{name.removeprefix('comp-')}" for name, comp in spec["components"].items()
+             if {"data_uri", "schema_uri", "tracking_uri"} & set(comp.get("inputDefinitions", {}).get("parameters", {}))}
+    assert set(executors) == reads
+    assert reads == {"exec-validate-data", "exec-train-model", "exec-evaluate-model", "exec-register-model"}
+
+
+def test_each_step_has_the_configured_resources(compiled):
+    """configs/production.yaml `resources`: `default`, overridden key by key by a step's own entry."""
+    _, spec, _ = compiled
+    section = yaml.safe_load((ROOT / defaults.CONFIG).read_text())["resources"]
+    executors = spec["deploymentSpec"]["executors"]
+    assert set(executors) == {f"exec-{step}" for step in defaults.STEPS}
+    for step in defaults.STEPS:
+        want = {key: str(value) for key, value in {**section["default"], **section.get(step, {})}.items()}
+        got = executors[f"exec-{step}"]["container"]["resources"]
+        assert {"cpu_request": got["resourceCpuRequest"], "cpu_limit": got["resourceCpuLimit"],
+                "memory_request": got["resourceMemoryRequest"], "memory_limit": got["resourceMemoryLimit"]} == want, step
+    train = executors["exec-train-model"]["container"]["resources"]
+    gate = executors["exec-quality-gate"]["container"]["resources"]
+    assert train["cpuLimit"] > gate["cpuLimit"] and train["memoryLimit"] > gate["memoryLimit"]
 
 
 def test_cli_is_deterministic_and_rejects_latest(tmp_path):

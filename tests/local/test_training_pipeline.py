@@ -61,6 +61,7 @@ def test_first_run_registers_a_staged_version_with_lineage(workspace):
     assert tags["data_sha256"] == hashlib.sha256(workspace["data"].read_bytes()).hexdigest()
     assert tags["feature_schema"] == "card_transactions" and tags["feature_schema_version"] == "2"
     assert len(tags["model_sha256"]) == 64 and len(tags["config_sha256"]) == 64
+    assert tags["lock_sha256"] == hashlib.sha256((ROOT / "requirements.lock").read_bytes()).hexdigest()
     assert tags["pipeline_run_id"] and tags["lifecycle"] == "staged" and tags["gate_passed"] == "true"
     assert float(tags["metric.roc_auc"]) > 0.8 and "edge_cases_passed" in tags["gate_report"]
     run = client.get_run(mv.run_id)

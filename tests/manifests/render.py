@@ -17,8 +17,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import pytest
 import yaml
+
+from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -34,13 +35,7 @@ VARIANTS = {name: (name,) for name in OVERLAYS} | {
 
 def require(tool: str) -> str:
     """The path of `tool`; when it is missing, fail under CI=true and skip otherwise."""
-    path = shutil.which(tool)
-    if path is None:
-        message = f"{tool} is not installed"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}, and CI must run every test")
-        pytest.skip(message)
-    return path
+    return require_tool(tool)
 
 
 def kustomize_command() -> list[str]:

@@ -219,10 +219,7 @@ def deploy_calls() -> set[tuple[str, str, str, bool]]:
     """(group, resource, verb, names one object) of every Kubernetes API call in the deploy step's code,
     read from its source: client methods called directly, passed to a retry helper, or watched."""
     files = sorted(DEPLOY_CODE.glob("*.py"))
-    if not files:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"no deploy step code under {DEPLOY_CODE}")
-        pytest.skip("the deploy step is not in this tree")
+    assert files, f"no deploy step code under {DEPLOY_CODE}"
     calls = set()
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):

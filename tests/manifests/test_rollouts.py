@@ -4,13 +4,13 @@ from __future__ import annotations
 import copy
 import posixpath
 import re
-import shutil
 import subprocess
 
 import kubernetes_validate
 import pytest
 import yaml
 
+from tests.conftest import require_tool
 from tests.manifests import crd
 
 BASE = crd.ROOT / "manifests" / "base"
@@ -345,14 +345,14 @@ def test_analysis_arguments():
         assert metric["provider"]["prometheus"]["address"] == "{{args.prometheus-address}}"
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
 def test_analysis_queries_are_valid_promql(tmp_path):
     from tests.analysis.argo import resolve
 
+    promtool = require_tool("promtool", "Debian package 'prometheus'")
     rules = {"groups": [{"name": "canary-analysis", "rules": [
         {"record": f"canary:{name.replace('-', '_')}", "expr": metric["provider"]["prometheus"]["query"]}
         for name, metric in resolve(TEMPLATE, ARGS).items()]}]}
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(rules))
-    out = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=30)
+    out = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -1,7 +1,6 @@
 """A real Prometheus scrapes the real server (a canary and a stable pod) and the canary AnalysisTemplate's
 own metrics are measured on it as Argo Rollouts does: the exact queries with the deploy step's arguments
 substituted, and their successConditions evaluated on the answers."""
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -11,17 +10,15 @@ import yaml
 
 from components.deploy.online import analysis_args
 from tests.analysis.argo import ERROR, FAILED, SUCCESSFUL, measure, resolve
-from tests.conftest import free_port
+from tests.conftest import free_port, require_tool
 from tests.manifests.crd import ANALYSIS_TEMPLATE
 from tests.serving.conftest import MODEL, http, records
-
-PROMETHEUS = shutil.which("prometheus")
-pytestmark = pytest.mark.skipif(
-    PROMETHEUS is None, reason="prometheus is not installed (Debian package 'prometheus'; .ci/run installs it)")
 
 
 @pytest.fixture
 def prometheus(tmp_path):
+    binary = require_tool("prometheus", "Debian package 'prometheus'")
+
     def start(*target_ports: int) -> str:
         port = free_port()
         targets = ", ".join(f"'127.0.0.1:{p}'" for p in target_ports)
@@ -29,7 +26,7 @@ def prometheus(tmp_path):
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
             "scrape_configs:\n"
             f"  - job_name: model-server\n    static_configs: [{{targets: [{targets}]}}]\n")
-        proc = subprocess.Popen([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+        proc = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
                                  f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
                                  "--log.level=warn"], stdout=open(tmp_path / "prometheus.log", "w"),
                                 stderr=subprocess.STDOUT)

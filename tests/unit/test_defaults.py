@@ -46,3 +46,51 @@ def test_malformed_and_missing_yaml(tmp_path):
         defaults.load(bad)
     with pytest.raises(defaults.ConfigError, match="nope.yaml: file not found"):
         defaults.load(tmp_path / "nope.yaml")
+
+
+def _with_resources(tmp_path, resources):
+    doc = yaml.safe_load(open(defaults.CONFIG))
+    if resources is None:
+        del doc["resources"]
+    else:
+        doc["resources"] = resources
+    return _write(tmp_path, "config.yaml", doc)
+
+
+DEFAULT = {"cpu_request": "500m", "cpu_limit": 1, "memory_request": "1Gi", "memory_limit": "2Gi"}
+
+
+def test_resources_default_overridden_key_by_key(tmp_path):
+    path = _with_resources(tmp_path, {"default": DEFAULT, "train-model": {"cpu_limit": "4", "memory_limit": "8Gi"}})
+    resources = defaults.load(path).resources
+    assert set(resources) == set(defaults.STEPS)
+    assert resources["quality-gate"] == {"cpu_request": "500m", "cpu_limit": "1", "memory_request": "1Gi",
+                                         "memory_limit": "2Gi"}
+    assert resources["train-model"] == {"cpu_request": "500m", "cpu_limit": "4", "memory_request": "1Gi",
+                                        "memory_limit": "8Gi"}
+    assert "resources" not in defaults.load(path).as_arguments()  # set on the tasks, not a pipeline parameter
+
+
+@pytest.mark.parametrize("resources, message", [
+    (None, "resources: expected a mapping with a 'default' entry"),
+    ({"train-model": DEFAULT}, "resources: expected a mapping with a 'default' entry"),
+    ({"default": {**DEFAULT, "gpu": 1}}, "resources.default: expected a mapping of some of"),
+    ({"default": {"cpu_request": "1"}}, "resources.default: missing key(s) ['cpu_limit', 'memory_limit', "
+                                        "'memory_request']"),
+    ({"default": DEFAULT, "train_model": {}}, "resources: unknown step(s) ['train_model']; steps are ['validate-data'"),
+    ({"default": {**DEFAULT, "cpu_limit": "two"}}, "resources.validate-data.cpu_limit: 'two' is not a positive "
+                                                   "quantity of cores"),
+    ({"default": {**DEFAULT, "memory_limit": "2GB"}}, "resources.validate-data.memory_limit: '2GB' is not a "
+                                                      "positive quantity of bytes"),
+    ({"default": {**DEFAULT, "cpu_request": 0}}, "resources.validate-data.cpu_request: 0 is not a positive"),
+    ({"default": {**DEFAULT, "cpu_request": True}}, "resources.validate-data.cpu_request: True is not a positive"),
+    ({"default": DEFAULT, "evaluate-model": {"memory_request": "3Gi"}},
+     "resources.evaluate-model: memory_request '3Gi' exceeds memory_limit '2Gi'"),
+    ({"default": {**DEFAULT, "cpu_request": "1500m"}}, "resources.validate-data: cpu_request '1500m' exceeds "
+                                                       "cpu_limit 1"),
+])
+def test_bad_resources_name_the_file_and_the_step(tmp_path, resources, message):
+    path = _with_resources(tmp_path, resources)
+    with pytest.raises(defaults.ConfigError) as err:
+        defaults.load(path)
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value)

@@ -170,15 +170,6 @@ def test_direct_path_gives_the_pipelines_own_probabilities(contract, transaction
     assert not bare.use_direct_path(rows.head(5)) and bare.blocks is None
 
 
-def test_the_server_never_imports_kfp():
-    import subprocess
-    import sys
-
-    code = "import sys, serving.app, serving.model, serving.server; print(any(m.startswith('kfp') for m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
-
-
 class FlakyFileSystem(LocalFileSystem):
     """A real local store, under the `flaky://` protocol, that refuses the next `failures` file writes."""
 
