@@ -29,7 +29,7 @@ def branches(spec) -> dict[str, tuple[str, dict]]:
             for name, task in branch_comp["dag"]["tasks"].items()}
 
 
-def test_graph_register_only_under_the_gate(compiled):
+def test_graph_register_and_deploy_only_under_the_gate(compiled):
     _, spec, _ = compiled
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == STEPS | {"condition-branches-1"}
@@ -40,14 +40,20 @@ def test_graph_register_only_under_the_gate(compiled):
     (passed, register), (failed, stop) = sorted(branches(spec).values(), key=lambda b: b[0].startswith("!"))
     assert passed == "inputs.parameter_values['pipelinechannel--quality-gate-Output'] == true"
     assert failed == f"!({passed})"
-    assert set(register) == {"register-model"} and set(stop) == {"stop-on-failed-gate"}
+    assert set(register) == {"register-model", "deploy-model"} and set(stop) == {"stop-on-failed-gate"}
     assert register["register-model"]["retryPolicy"]["maxRetryCount"] == 3
+    deploy = register["deploy-model"]
+    assert deploy["dependentTasks"] == ["register-model"]
+    assert deploy["inputs"]["parameters"]["model_version"]["taskOutputParameter"] == {
+        "outputParameterKey": "Output", "producerTask": "register-model"}
+    assert deploy["inputs"]["parameters"]["deployment_target"]["componentInputParameter"].endswith(
+        "deployment_target")
 
 
 def test_every_executor_uses_the_given_image_and_installs_nothing(compiled):
     path, spec, _ = compiled
     executors = spec["deploymentSpec"]["executors"]
-    assert len(executors) == 6
+    assert len(executors) == 7
     for name, executor in executors.items():
         container = executor["container"]
         assert container["image"] == IMAGE, name
@@ -95,7 +101,8 @@ def test_no_credentials_in_the_yaml(compiled):
     reads = {f"exec-{name.removeprefix('comp-')}" for name, comp in spec["components"].items()
              if {"data_uri", "schema_uri", "tracking_uri"} & set(comp.get("inputDefinitions", {}).get("parameters", {}))}
     assert set(executors) == reads
-    assert reads == {"exec-validate-data", "exec-train-model", "exec-evaluate-model", "exec-register-model"}
+    assert reads == {"exec-validate-data", "exec-train-model", "exec-evaluate-model", "exec-register-model",
+                     "exec-deploy-model"}
 
 
 def test_each_step_has_the_configured_resources(compiled):
