@@ -23,13 +23,18 @@ def absolute(uri: str) -> str:
 
 def cmd_run_training(args) -> int:
     from components import contract, dataio
+    from components.gate.logic import check_gates
     from mlops import datagen, local
     from pipelines import defaults
 
     settings = defaults.load(args.config, args.gates, args.baseline)
     settings = replace(settings, schema_uri=absolute(args.schema or settings.schema_uri),
                        tracking_uri=args.tracking_uri or local.local_tracking_uri(args.home))
-    contract.load(settings.schema_uri)  # a broken schema file fails here, before anything runs
+    spec = contract.load(settings.schema_uri)  # a broken schema file fails here, before anything runs
+    try:
+        check_gates(settings.quality_gates, str(args.gates)).slices.resolve(spec)
+    except ValueError as exc:
+        raise ConfigError(f"{args.gates}: {exc}") from exc
     data_uri = args.data
     if data_uri is None:
         path = args.home / "data" / f"transactions-{args.rows}-seed{args.seed}.parquet"
