@@ -304,6 +304,7 @@ def choose_baseline(load_champion, holdout: pd.DataFrame, contract: Contract, fa
     holdout, like for like, with its own contract; the baseline metrics file when there is no production
     model or it needs columns the data lacks. A production model that fails to load or score is an error,
     never "no baseline"."""
+    columns = slices.resolve(contract)
     try:
         champion = load_champion()
     except Exception as exc:  # whatever stops the production model from loading fails the gates that need it
@@ -319,8 +320,7 @@ def choose_baseline(load_champion, holdout: pd.DataFrame, contract: Contract, fa
                         metrics=fallback, **known)
     try:
         scores, reasons, *_ = measure(champion.model, holdout, champion.contract,
-                                      is_positive(holdout[contract.label], contract), slices.resolve(contract),
-                                      slices)
+                                      is_positive(holdout[contract.label], contract), columns, slices)
     except Exception as exc:  # as above: an error, recorded, that fails the gates needing the baseline
         return Baseline(source=f"production v{champion.version} (failed to score)", metrics={}, **known,
                         error=f"production v{champion.version} could not be scored on the holdout: "

@@ -49,3 +49,15 @@ def test_malformed_and_missing_yaml(tmp_path):
         defaults.load(bad)
     with pytest.raises(defaults.ConfigError, match="nope.yaml: file not found"):
         defaults.load(tmp_path / "nope.yaml")
+
+
+def test_a_slice_column_that_is_not_a_feature_fails_before_anything_runs(tmp_path, capsys):
+    from mlops.cli import main
+
+    gates = yaml.safe_load(open(defaults.GATES))
+    gates["slices"]["columns"] = ["channel", "chanel"]
+    path = _write(tmp_path, "gates.yaml", gates)
+    assert main(["run", "training", "--gates", str(path), "--home", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: slice column(s) ['chanel'] are not features of contract 'card_transactions'" in err
+    assert not (tmp_path / "logs").exists()
