@@ -61,6 +61,8 @@ def _check_slices(doc, source: str) -> Slices:
     if columns is not None and (not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)):
         raise GateConfigError(f"{source}: slices.columns must be a list of feature column names, got {columns!r}")
     sizes = {"min_rows": doc.get("min_rows", Slices.min_rows), "min_positives": doc.get("min_positives", 0)}
+    # KFP passes the numbers of dict parameters as floats: whole ones back to int
+    sizes = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in sizes.items()}
     for key, value in sizes.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise GateConfigError(f"{source}: slices.{key} must be an int >= 0, got {value!r}")

@@ -306,6 +306,12 @@ def test_the_seeds_gates_file_verbatim(first, trained, contract, tmp_path):
     assert "could not be loaded: OSError: x" in gate.GateResult.from_json(result.to_json()).to_markdown()
 
 
+def test_slice_sizes_from_kfp_come_back_as_ints():
+    slices = gate.check_gates({"metrics": {"recall": {"minimum": 0.1}},
+                               "slices": {"min_rows": 100.0, "min_positives": 20.0}}).slices
+    assert (slices.min_rows, slices.min_positives) == (100, 20) and isinstance(slices.min_rows, int)
+
+
 @pytest.mark.parametrize("doc, message", [
     ({"metrics": {"rocauc": {"minimum": 1}}}, "unknown metric 'rocauc'"),
     ({"metrics": {"importance_stability": {"minimum": 1}}}, "unknown metric 'importance_stability'"),
@@ -323,6 +329,7 @@ def test_the_seeds_gates_file_verbatim(first, trained, contract, tmp_path):
     ({"metrics": {"recall": {"minimum": 0.1}}, "slice": {}}, "unknown top-level key(s) ['slice']"),
     ({"metrics": {"recall": {"minimum": 0.1}}, "slices": {"columns": "channel"}}, "slices.columns must be a list"),
     ({"metrics": {"recall": {"minimum": 0.1}}, "slices": {"min_rows": -1}}, "slices.min_rows must be an int >= 0"),
+    ({"metrics": {"recall": {"minimum": 0.1}}, "slices": {"min_rows": 2.5}}, "slices.min_rows must be an int >= 0"),
 ])
 def test_bad_gates_are_rejected(doc, message):
     with pytest.raises(gate.GateConfigError, match="^gates.yaml: ") as err:
