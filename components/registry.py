@@ -30,6 +30,7 @@ class Champion:
     model: object
     contract: Contract
     importances: dict[str, float] | None
+    importances_error: str | None = None  # why the recorded importances could not be loaded
 
 
 def file_sha256(path: str | Path) -> str:
@@ -120,10 +121,12 @@ def champion(tracking_uri: str, name: str, alias: str = "production") -> Champio
     folder = mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}")
     model = load_model(folder, registered_sha256(client, name, str(mv.version)))
     spec = contract.load(f"{folder}/{contract.MODEL_FILE}")
-    importances = None
+    importances = importances_error = None
     if mv.run_id:
         try:
             importances = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{IMPORTANCES_ARTIFACT}")
-        except (MlflowException, OSError):
-            importances = None
-    return Champion(version=str(mv.version), run_id=mv.run_id, model=model, contract=spec, importances=importances)
+        except (MlflowException, OSError) as exc:
+            importances_error = (f"the feature importances of production v{mv.version} could not be loaded: "
+                                 f"{type(exc).__name__}: {exc}")
+    return Champion(version=str(mv.version), run_id=mv.run_id, model=model, contract=spec, importances=importances,
+                    importances_error=importances_error)

@@ -24,6 +24,7 @@ def absolute(uri: str) -> str:
 
 def cmd_run_training(args) -> int:
     from components import contract, dataio
+    from components.gate.logic import check_gates
     from mlops import datagen, local
     from pipelines import defaults
 
@@ -32,7 +33,11 @@ def cmd_run_training(args) -> int:
                        tracking_uri=args.tracking_uri or local.local_tracking_uri(args.home),
                        deployment_target=args.deploy_target, namespace=args.namespace or settings.namespace,
                        rollout_name=args.rollout or settings.rollout_name)
-    contract.load(settings.schema_uri)  # a broken schema file fails here, before anything runs
+    spec = contract.load(settings.schema_uri)  # a broken schema file fails here, before anything runs
+    try:
+        check_gates(settings.quality_gates, str(args.gates)).slices.resolve(spec)
+    except ValueError as exc:
+        raise ConfigError(f"{args.gates}: {exc}") from exc
     data_uri = args.data
     if data_uri is None:
         path = args.home / "data" / f"transactions-{args.rows}-seed{args.seed}.parquet"
@@ -66,7 +71,8 @@ def cmd_deploy(args) -> int:
                               namespace=args.namespace or settings.namespace,
                               rollout=args.rollout or settings.rollout_name,
                               timeout_seconds=args.timeout or settings.timeout_minutes * 60 or None,
-                              online=online.check_online(settings.quality_gates, args.gates), force=args.force,
+                              online=online.check_online(settings.quality_gates, args.gates)
+                              if "online" in settings.quality_gates else None, force=args.force,
                               output_dir=args.output_dir)
     except (logic.DeployError, kube.KubeError) as exc:
         print(f"mlops: deploy failed: {exc}", file=sys.stderr)

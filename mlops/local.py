@@ -118,12 +118,13 @@ def summary(run: TrainingRun, data_uri: str, settings: config_defaults.TrainingD
     lines = [f"Training pipeline finished in {run.seconds:.1f} s ({steps})", f"outputs: {run.run_dir}",
              f"data: {data_uri}: {run.rows:,} rows, valid", "",
              f"quality gate: {'PASSED' if run.gate['passed'] else 'FAILED'}",
-             f"  {'metric':<24} {'value':>10}  {'threshold':<28} {'baseline':>9}  verdict"]
+             f"  {'metric':<28} {'value':>10}  {'threshold':<28} {'baseline':>9}  verdict"]
     for row in run.gate["gates"]:
         value = "n/a" if row["value"] is None else f"{row['value']:.4f}"
         base = "" if row["baseline"] is None else f"{row['baseline']:.4f}"
-        lines.append(f"  {row['metric']:<24} {value:>10}  {row['threshold']:<28} {base:>9}  {row['verdict']}"
-                     + ("" if row["verdict"] == "pass" else f" ({row['reason']})"))
+        lines.append(f"  {row['metric']:<28} {value:>10}  {row['threshold']:<28} {base:>9}  {row['verdict']}"
+                     + ("" if row["reason"] == "within bounds" or row["verdict"] == "not applicable"
+                        else f" ({row['reason']})"))
     lines.append("")
     reg = run.registration
     if reg is None:

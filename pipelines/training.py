@@ -59,7 +59,8 @@ def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE):
         evaluate = evaluate_op(model=train.outputs["model"], holdout=train.outputs["holdout"],
                                importances=train.outputs["importances"], schema_uri=schema_uri,
                                tracking_uri=tracking_uri, model_name=model_name,
-                               baseline_metrics=baseline_metrics).set_display_name("Evaluate against baseline")
+                               baseline_metrics=baseline_metrics,
+                               quality_gates=quality_gates).set_display_name("Evaluate against baseline")
         gate = gate_op(evaluation=evaluate.outputs["evaluation"],
                        quality_gates=quality_gates).set_display_name("Quality gate")
         with dsl.If(gate.outputs["Output"] == True, name="gate-passed"):  # noqa: E712 (KFP syntax)

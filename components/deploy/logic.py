@@ -76,11 +76,12 @@ def _promote(client, name: str, version: str, previous: str | None, reason: str,
 
 
 def deploy(tracking_uri: str, name: str, version: str, target: str, *, namespace: str = "mlops",
-           rollout: str = "fraud-detection", timeout_seconds: float | None = None, online: dict,
+           rollout: str = "fraud-detection", timeout_seconds: float | None = None, online: dict | None,
            pipeline_run: str = "", force: bool = False, output_dir: str | None = None,
            api=None) -> DeployResult:
     """Deploy `name` version `version` to `target`; see the module docstring. `online` is the checked
-    online section of the gates file (components.deploy.online), passed to the canary's analysis. Without
+    online section of the gates file (components.deploy.online), passed to the canary's analysis (the
+    cluster targets need it; `local` renders the analysis arguments only when it is given). Without
     a timeout, the rollout may take as long as the Rollout's own pauses and analyses plus a margin."""
     if target not in TARGETS:
         raise DeployError(f"unknown deployment target {target!r}; targets: {list(TARGETS)}")
@@ -104,6 +105,9 @@ def deploy(tracking_uri: str, name: str, version: str, target: str, *, namespace
                                                   "analysis", pipeline_run)
         return DeployResult(name, version, target, "promoted", previous,
                             f"production: version {previous or 'none'} -> {version}", rendered)
+    if online is None:
+        raise DeployError(f"target {target!r} needs the gates file's 'online' section: the thresholds of the "
+                          "canary analysis (see configs/quality_gates.yaml)")
     api = api or kube.api_client()
     if target == "canary":
         return _canary(client, api, mv, sha, previous, namespace, rollout, timeout_seconds, online,
@@ -211,7 +215,7 @@ def render(name: str, version: str, sha: str, online: dict, output_dir: str) -> 
             if isinstance(doc, dict) and doc.get("kind") in ("Rollout", "Deployment"):
                 doc["spec"]["template"] = kube.pin_template(doc["spec"]["template"], name, version, sha)
                 canary = doc["spec"].get("strategy", {}).get("canary")
-                if canary and canary.get("steps"):
+                if canary and canary.get("steps") and online is not None:
                     canary["steps"] = kube.analysis_steps(canary["steps"], analysis_args(name, version, online))
         target = out / source.name
         target.write_text(yaml.safe_dump_all(docs, sort_keys=False))

@@ -13,32 +13,38 @@ def evaluate_model(
     tracking_uri: str,
     model_name: str,
     baseline_metrics: dict,
+    quality_gates: dict,
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
     comparison: Output[Markdown],
     evaluation: Output[Artifact],
 ):
-    """Compare with the registry's production model on the same holdout, else with `baseline_metrics`."""
+    """Compare with the registry's production model on the same holdout, else with `baseline_metrics`.
+
+    Slices come from `quality_gates`; a production model that fails to load is recorded as the baseline's error."""
     import json
 
     import mlflow.sklearn
 
     from components import contract, dataio, registry
     from components.evaluate import logic
+    from components.gate.logic import check_gates
 
     spec = contract.load(schema_uri)
+    slices = check_gates(quality_gates, "quality_gates parameter").slices
     frame = dataio.read_table(holdout.path)
     with open(importances.path) as fh:
         candidate_importances = json.load(fh)
-    baseline = logic.choose_baseline(registry.champion(tracking_uri, model_name), frame, spec.label,
-                                     baseline_metrics)
+    baseline = logic.choose_baseline(lambda: registry.champion(tracking_uri, model_name), frame, spec,
+                                     baseline_metrics, slices)
     result = logic.evaluate(mlflow.sklearn.load_model(model.path), model.path, frame, spec,
-                            candidate_importances, baseline)
-    for name, value in result.metrics.items():
-        if value is not None:
-            metrics.log_metric(name, value)
-    classification.log_confusion_matrix(["legit", "positive"], result.confusion_matrix)
-    classification.log_roc_curve(result.roc_curve["fpr"], result.roc_curve["tpr"], result.roc_curve["threshold"])
+                            candidate_importances, baseline, slices)
+    for name, value in result.kfp_metrics().items():  # finite numbers only; the missing are in `evaluation`
+        metrics.log_metric(name, value)
+    classification.log_confusion_matrix(result.class_names, result.confusion_matrix)
+    if result.roc_curve is not None:
+        classification.log_roc_curve(result.roc_curve["fpr"], result.roc_curve["tpr"], result.roc_curve["threshold"])
+    classification.metadata["positive_class"] = result.class_names[1]
     with open(comparison.path, "w") as fh:
         fh.write(result.to_markdown())
     with open(evaluation.path, "w") as fh:

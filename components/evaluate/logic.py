@@ -1,7 +1,13 @@
-"""Evaluate a candidate model on the holdout and compare it with the baseline."""
+"""Evaluate a candidate model on the holdout and compare it with the baseline.
+
+A metric that cannot be computed is None, with its reason in `Evaluation.missing`: never NaN or infinity.
+"""
 from __future__ import annotations
 
+import math
 import time
+import tracemalloc
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,12 +17,35 @@ from scipy.stats import spearmanr
 from sklearn import metrics as skm
 
 from components.contract import Contract
-from components.scoring import is_positive, positive_probability
+from components.scoring import THRESHOLD, class_names, is_positive, positive_probability, score
 
-THRESHOLD = 0.5
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision")
-METRICS = CLASSIFICATION_METRICS + ("latency_p95_ms_single", "latency_p95_ms_batch32", "model_size_mb",
-                                    "importance_stability", "edge_cases_passed")
+# What both the candidate and the production model are measured on (the latter as the baseline).
+SHARED_METRICS = CLASSIFICATION_METRICS + ("latency_p95_ms", "latency_p95_ms_batch32", "memory_mb",
+                                           "max_slice_recall_gap")
+METRICS = SHARED_METRICS + ("model_size_mb", "feature_importance_stability", "edge_cases_passed")
+# Defined only against a production model: not applicable (rather than missing) while there is none.
+BASELINE_ONLY = ("feature_importance_stability",)
+MEMORY_ROWS = 10_000
+SLICE_METRICS = ("recall", "precision", "roc_auc")
+
+
+@dataclass(frozen=True)
+class Slices:
+    """Per-slice metrics: per value of each column (None: the categorical and boolean features);
+    slices of fewer than `min_rows` rows, or fewer than `min_positives` rows of the positive class (recall
+    on a handful of positives is noise), are reported, not gated."""
+    columns: list[str] | None = None
+    min_rows: int = 100
+    min_positives: int = 0
+
+    def resolve(self, contract: Contract) -> list[str]:
+        columns = self.columns if self.columns is not None else contract.categorical + contract.boolean
+        unknown = [c for c in columns if c not in contract.features]
+        if unknown:
+            raise ValueError(f"slice column(s) {unknown} are not features of contract {contract.name!r} "
+                             f"({contract.source}); features: {contract.feature_columns}")
+        return list(columns)
 
 
 @dataclass
@@ -25,48 +54,95 @@ class Baseline:
     metrics: dict[str, float]
     importances: dict[str, float] | None = None
     version: str | None = None
+    production_model: bool = False               # a production model exists (even one that failed to load)
+    error: str | None = None                     # why the production model could not be loaded or scored
+    missing: dict[str, str] = field(default_factory=dict)  # its metrics that could not be computed, and why
+    importances_error: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "version": self.version, "production_model": self.production_model,
+                "error": self.error, "metrics": self.metrics, "missing": self.missing}
 
 
 @dataclass
 class Evaluation:
     metrics: dict[str, float | None]
+    missing: dict[str, str]                      # metric -> why it has no value
     baseline: Baseline
+    class_names: list[str]                       # [negative, positive]
     confusion_matrix: list[list[int]]
-    roc_curve: dict[str, list[float]]
+    roc_curve: dict[str, list[float]] | None
+    slices: list[dict] = field(default_factory=list)
     edge_cases: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"metrics": self.metrics,
-                "baseline": {"source": self.baseline.source, "version": self.baseline.version,
-                             "metrics": self.baseline.metrics},
-                "edge_cases": self.edge_cases}
+        return {"metrics": self.metrics, "missing": self.missing, "baseline": self.baseline.to_dict(),
+                "class_names": self.class_names, "slices": self.slices, "edge_cases": self.edge_cases}
 
     def to_markdown(self) -> str:
-        lines = [f"## Evaluation against {self.baseline.source}", "",
-                 "| metric | candidate | baseline | delta |", "|---|---|---|---|"]
+        lines = [f"## Evaluation against {self.baseline.source}", ""]
+        if self.baseline.error:
+            lines += [f"**Baseline error:** {self.baseline.error}", ""]
+        lines += ["| metric | candidate | baseline | delta | note |", "|---|---|---|---|---|"]
         for name in METRICS:
             value, base = self.metrics.get(name), self.baseline.metrics.get(name)
             delta = f"{value - base:+.4f}" if value is not None and base is not None else ""
-            lines.append(f"| {name} | {_fmt(value)} | {_fmt(base)} | {delta} |")
+            lines.append(f"| {name} | {_fmt(value)} | {_fmt(base)} | {delta} | {self.missing.get(name, '')} |")
+        lines += ["", f"Positive class: `{self.class_names[1]}`; negative class: `{self.class_names[0]}`.", "",
+                  "| slice | rows | positives | recall | precision | roc_auc | gated |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {s['column']}={s['value']} | {s['rows']} | {s['positives']} | {_fmt(s['recall'])} | "
+                  f"{_fmt(s['precision'])} | {_fmt(s['roc_auc'])} | {'yes' if s['gated'] else 'no (too small)'} |"
+                  for s in self.slices]
         lines += ["", "| edge case | passed | detail |", "|---|---|---|"]
         lines += [f"| {c['case']} | {c['passed']} | {c['detail']} |" for c in self.edge_cases]
         return "\n".join(lines) + "\n"
+
+    def kfp_metrics(self) -> dict[str, float]:
+        """Every finite number for KFP's Metrics: the metrics, then `slice.<column>=<value>.<metric>`."""
+        out = {k: v for k, v in self.metrics.items() if v is not None}
+        for s in self.slices:
+            out.update({f"slice.{s['column']}={s['value']}.{m}": s[m] for m in SLICE_METRICS if s[m] is not None})
+        return out
 
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def classification_metrics(y_true, proba) -> dict[str, float]:
-    pred = (proba >= THRESHOLD).astype(int)
-    return {
-        "accuracy": skm.accuracy_score(y_true, pred),
-        "precision": skm.precision_score(y_true, pred, zero_division=0),
-        "recall": skm.recall_score(y_true, pred, zero_division=0),
-        "f1": skm.f1_score(y_true, pred, zero_division=0),
-        "roc_auc": skm.roc_auc_score(y_true, proba),
-        "average_precision": skm.average_precision_score(y_true, proba),
-    }
+def _finite(compute) -> tuple[float | None, str | None]:
+    """(value, None), or (None, why) when computing raises ValueError or gives NaN / infinity."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sklearn warns, then answers NaN: the NaN is reported instead
+            value = float(compute())
+    except ValueError as exc:
+        return None, f"not computed: {exc}"
+    return (value, None) if math.isfinite(value) else (None, f"not computed: the result is {value}")
+
+
+def _undefined(name: str, y: np.ndarray, proba: np.ndarray) -> str | None:
+    """Why metric `name` is undefined on these rows (scikit-learn would answer 0 or NaN), or None."""
+    if name in ("recall", "average_precision") and not y.any():
+        return "not computed: no rows of the positive class"
+    if name == "precision" and not (proba >= THRESHOLD).any():
+        return "not computed: no row predicted positive"
+    if name == "roc_auc" and (y.all() or not y.any()):
+        return "not computed: needs rows of both classes"
+    return None
+
+
+def classification_metrics(y_true, proba, names=CLASSIFICATION_METRICS) -> tuple[dict[str, float], dict[str, str]]:
+    """(metric -> value, metric -> why it is missing) of 0/1 labels against the positive class's probability."""
+    y_true, proba = np.asarray(y_true), np.asarray(proba)
+    values, missing = {}, {}
+    for name in names:
+        reason = _undefined(name, y_true, proba)
+        value, reason = (None, reason) if reason else _finite(lambda: score(name, y_true, proba))
+        if reason:
+            missing[name] = reason
+        else:
+            values[name] = value
+    return values, missing
 
 
 def latency_p95_ms(model, frame: pd.DataFrame, contract: Contract, batch: int, repeats: int) -> float:
@@ -82,15 +158,66 @@ def latency_p95_ms(model, frame: pd.DataFrame, contract: Contract, batch: int, r
     return float(np.percentile(times, 95))
 
 
-def importance_stability(candidate: dict[str, float], baseline: dict[str, float] | None) -> float | None:
+def memory_mb(model, frame: pd.DataFrame, contract: Contract, rows: int = MEMORY_ROWS) -> float:
+    """Peak memory (MB, tracemalloc: Python and numpy allocations) added by predicting `rows` rows at once."""
+    batch = frame[contract.feature_columns].sample(n=rows, replace=len(frame) < rows, random_state=0)
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        positive_probability(model, batch, contract)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        if started:
+            tracemalloc.stop()
+    return (peak - before) / 1e6
+
+
+def slice_table(frame: pd.DataFrame, positive: np.ndarray, proba: np.ndarray, columns: list[str],
+                slices: Slices) -> list[dict]:
+    """Recall, precision and ROC AUC per value of each column (None where undefined, with the reason)."""
+    table = []
+    for column in columns:
+        groups = frame.groupby(frame[column].astype(object), dropna=False, sort=True).indices
+        for value, idx in groups.items():
+            y, p = positive[idx], proba[idx]
+            row = {"column": column, "value": "(missing)" if pd.isna(value) else str(value), "rows": len(idx),
+                   "positives": int(y.sum()),
+                   "gated": bool(len(idx) >= slices.min_rows and y.sum() >= slices.min_positives)}
+            found, row["missing"] = classification_metrics(y, p, SLICE_METRICS)
+            row.update({name: found.get(name) for name in SLICE_METRICS})
+            table.append(row)
+    return table
+
+
+def max_slice_recall_gap(recall: float | None, table: list[dict], slices: Slices) -> tuple[float | None, str | None]:
+    """Overall recall minus the worst gated slice's recall."""
+    if recall is None:
+        return None, "not computed: no overall recall"
+    recalls = [s["recall"] for s in table if s["gated"] and s["recall"] is not None]
+    if not recalls:
+        return None, (f"not computed: no slice has at least {slices.min_rows} rows and "
+                      f"{max(slices.min_positives, 1)} of the positive class")
+    return recall - min(recalls), None
+
+
+def importance_stability(candidate: dict[str, float], baseline: Baseline) -> tuple[float | None, str | None]:
     """Spearman rank correlation of feature importances over the features both models know."""
-    if not baseline:
-        return None
-    common = sorted(set(candidate) & set(baseline))
+    if baseline.error:
+        return None, baseline.error
+    if not baseline.production_model:
+        return None, "not applicable: no baseline"
+    if baseline.importances_error:
+        return None, baseline.importances_error
+    if not baseline.importances:
+        return None, f"production v{baseline.version} has no recorded feature importances"
+    common = sorted(set(candidate) & set(baseline.importances))
     if len(common) < 3:
-        return None
-    rho = spearmanr([candidate[f] for f in common], [baseline[f] for f in common]).statistic
-    return float(rho) if np.isfinite(rho) else None
+        return None, f"not computed: only {len(common)} feature(s) in common with production v{baseline.version}"
+    return _finite(lambda: spearmanr([candidate[f] for f in common], [baseline.importances[f] for f in common])
+                   .statistic)
 
 
 def edge_cases(model, frame: pd.DataFrame, contract: Contract) -> list[dict]:
@@ -129,39 +256,73 @@ def directory_size_mb(path: str) -> float:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) / 1e6
 
 
-def evaluate(model, model_dir: str, holdout: pd.DataFrame, contract: Contract,
-             importances: dict[str, float], baseline: Baseline) -> Evaluation:
-    y = is_positive(holdout[contract.label], contract)
+def measure(model, holdout: pd.DataFrame, contract: Contract, y: np.ndarray, slice_columns: list[str],
+            slices: Slices):
+    """The shared metrics of a model (scored with its own `contract`) against the holdout's 0/1 labels `y`:
+    (values, missing reasons, slice table, probabilities)."""
     proba = positive_probability(model, holdout, contract)
-    values: dict[str, float | None] = {k: float(v) for k, v in classification_metrics(y, proba).items()}
-    values["latency_p95_ms_single"] = latency_p95_ms(model, holdout, contract, batch=1, repeats=200)
+    values, missing = classification_metrics(y, proba)
+    values["latency_p95_ms"] = latency_p95_ms(model, holdout, contract, batch=1, repeats=200)
     values["latency_p95_ms_batch32"] = latency_p95_ms(model, holdout, contract, batch=32, repeats=50)
+    values["memory_mb"] = memory_mb(model, holdout, contract)
+    table = slice_table(holdout, y, proba, slice_columns, slices)
+    gap, reason = max_slice_recall_gap(values.get("recall"), table, slices)
+    if reason:
+        missing["max_slice_recall_gap"] = reason
+    else:
+        values["max_slice_recall_gap"] = gap
+    return values, missing, table, proba
+
+
+def evaluate(model, model_dir: str, holdout: pd.DataFrame, contract: Contract,
+             importances: dict[str, float], baseline: Baseline, slices: Slices = Slices()) -> Evaluation:
+    y = is_positive(holdout[contract.label], contract)
+    measured, missing, table, proba = measure(model, holdout, contract, y, slices.resolve(contract), slices)
+    values: dict[str, float | None] = {name: measured.get(name) for name in METRICS}
     values["model_size_mb"] = directory_size_mb(model_dir)
-    values["importance_stability"] = importance_stability(importances, baseline.importances)
+    values["feature_importance_stability"], reason = importance_stability(importances, baseline)
+    if reason:
+        missing["feature_importance_stability"] = reason
     cases = edge_cases(model, holdout, contract)
     values["edge_cases_passed"] = float(all(c["passed"] for c in cases))
-    fpr, tpr, thresholds = skm.roc_curve(y, proba)
-    keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), 101)).astype(int))
+    roc = None
+    if "roc_auc" not in missing:
+        fpr, tpr, thresholds = skm.roc_curve(y, proba)
+        keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), 101)).astype(int))
+        roc = {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist(),
+               "threshold": np.clip(thresholds[keep], 0, 1).tolist()}
     return Evaluation(
-        metrics=values,
-        baseline=baseline,
+        metrics=values, missing=missing, baseline=baseline, class_names=class_names(model.classes_, contract),
         confusion_matrix=skm.confusion_matrix(y, (proba >= THRESHOLD).astype(int), labels=[0, 1]).tolist(),
-        roc_curve={"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist(),
-                   "threshold": np.clip(thresholds[keep], 0, 1).tolist()},
-        edge_cases=cases,
+        roc_curve=roc, slices=table, edge_cases=cases,
     )
 
 
-def choose_baseline(champion, holdout: pd.DataFrame, label: str, fallback: dict[str, float]) -> Baseline:
-    """The production model scored on the candidate's holdout (like for like), with its own contract;
-    the baseline metrics file when there is no production model or it needs columns the data lacks."""
+def choose_baseline(load_champion, holdout: pd.DataFrame, contract: Contract, fallback: dict[str, float],
+                    slices: Slices = Slices()) -> Baseline:
+    """The production model (from `load_champion()`, None when there is none) measured on the candidate's
+    holdout, like for like, with its own contract; the baseline metrics file when there is no production
+    model or it needs columns the data lacks. A production model that fails to load or score is an error,
+    never "no baseline"."""
+    columns = slices.resolve(contract)
+    try:
+        champion = load_champion()
+    except Exception as exc:  # whatever stops the production model from loading fails the gates that need it
+        return Baseline(source="production model (failed to load)", metrics={}, production_model=True,
+                        error=f"the production model could not be loaded: {type(exc).__name__}: {exc}")
     if champion is None:
         return Baseline(source="baseline metrics (no production model yet)", metrics=fallback)
+    known = {"version": champion.version, "production_model": True, "importances": champion.importances,
+             "importances_error": champion.importances_error}
     missing = [c for c in champion.contract.feature_columns if c not in holdout.columns]
     if missing:
         return Baseline(source=f"baseline metrics (production v{champion.version} needs columns {missing})",
-                        metrics=fallback)
-    y = is_positive(holdout[label], champion.contract)
-    scores = classification_metrics(y, positive_probability(champion.model, holdout, champion.contract))
-    return Baseline(source=f"production v{champion.version}", version=champion.version,
-                    metrics={k: float(v) for k, v in scores.items()}, importances=champion.importances)
+                        metrics=fallback, **known)
+    try:
+        scores, reasons, *_ = measure(champion.model, holdout, champion.contract,
+                                      is_positive(holdout[contract.label], contract), columns, slices)
+    except Exception as exc:  # as above: an error, recorded, that fails the gates needing the baseline
+        return Baseline(source=f"production v{champion.version} (failed to score)", metrics={}, **known,
+                        error=f"production v{champion.version} could not be scored on the holdout: "
+                              f"{type(exc).__name__}: {exc}")
+    return Baseline(source=f"production v{champion.version}", metrics=scores, missing=reasons, **known)

@@ -19,7 +19,7 @@ def quality_gate(
     with open(evaluation.path) as fh:
         result = json.load(fh)
     gates = logic.check_gates(quality_gates, "quality_gates parameter")
-    outcome = logic.evaluate_gates(gates, result["metrics"], result["baseline"]["metrics"])
+    outcome = logic.evaluate_gates(gates, result)
     with open(report.path, "w") as fh:
         fh.write(outcome.to_markdown())
     with open(gate_report.path, "w") as fh:

@@ -6,6 +6,7 @@ import json
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from joblib.hashing import NumpyHasher
 from sklearn.compose import ColumnTransformer
@@ -13,13 +14,13 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.impute import SimpleImputer
 from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import get_scorer_names
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from components.contract import MODEL_FILE as CONTRACT_FILE
 from components.contract import Contract
+from components.scoring import SCORES, is_positive, scorer
 
 ESTIMATORS = {
     "hist_gradient_boosting": HistGradientBoostingClassifier,
@@ -53,8 +54,7 @@ SETTINGS = {
                  "estimator": (lambda v: isinstance(v, str) and v in ESTIMATORS, f"one of {sorted(ESTIMATORS)}"),
                  "params": None, "tuning": None, "importance": None},
     "training.tuning": {"param_grid": None, "cv": _int(2), "max_rows": _int(1),
-                        "scoring": (lambda v: isinstance(v, str) and v in get_scorer_names(),
-                                    "a scikit-learn scorer name (see sklearn.metrics.get_scorer_names())")},
+                        "scoring": (lambda v: isinstance(v, str) and v in SCORES, f"one of {sorted(SCORES)}")},
     "training.importance": {"n_repeats": _int(1), "max_rows": _int(1)},
 }
 
@@ -154,14 +154,27 @@ def _sample(df: pd.DataFrame, label: str, max_rows: int | None, seed: int) -> pd
     return sample
 
 
+def check_labels(df: pd.DataFrame, contract: Contract) -> None:
+    """Exactly two label values, one of them the contract's positive class."""
+    label = contract.label
+    found = sorted(pd.unique(df[label].dropna()).tolist(), key=str)
+    if len(found) != 2:
+        raise ValueError(f"label column {label!r} must hold exactly 2 classes to train, found {len(found)}: "
+                         f"{found[:20]}")
+    if not is_positive(found, contract).any():
+        raise ValueError(f"positive_class {contract.positive_class!r} of {contract.source} is not a value of "
+                         f"label column {label!r}; values found: {found}")
+
+
 def train(df: pd.DataFrame, contract: Contract, config: dict) -> TrainResult:
-    """Stratified split, optional grid search on a sample, refit on the whole training split."""
+    """Stratified split, optional grid search on a sample, refit on the whole training split.
+
+    Every score (grid search, permutation importance) is of the contract's positive class.
+    """
     config = check_config(config)
     seed = int(config["seed"])
     label = contract.label
-    classes = df[label].nunique()
-    if classes != 2:
-        raise ValueError(f"label column {label!r} must hold exactly 2 classes to train, found {classes}")
+    check_labels(df, contract)
     train_df, holdout = train_test_split(df, test_size=float(config["test_size"]),
                                          stratify=df[label], random_state=seed)
     pipeline = build_pipeline(contract, config["estimator"], config.get("params") or {}, seed)
@@ -171,10 +184,14 @@ def train(df: pd.DataFrame, contract: Contract, config: dict) -> TrainResult:
     if tuning.get("param_grid"):
         grid = {f"model__{k}": v for k, v in tuning["param_grid"].items()}
         sample = _sample(train_df, label, tuning.get("max_rows"), seed)
-        search = GridSearchCV(pipeline, grid, scoring=tuning.get("scoring", "roc_auc"),
+        scoring = tuning.get("scoring", "roc_auc")
+        search = GridSearchCV(pipeline, grid, scoring=scorer(scoring, contract),
                               cv=StratifiedKFold(int(tuning.get("cv", 3)), shuffle=True, random_state=seed),
-                              n_jobs=1, refit=False)
+                              n_jobs=1, refit=False, error_score="raise")
         search.fit(sample[features], sample[label])
+        if not np.isfinite(search.best_score_):
+            raise ValueError(f"grid search scored {scoring} as {search.best_score_} on every point: the "
+                             f"{len(sample)}-row sample has too few rows of each class for {search.n_splits_} folds")
         best_params = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
         cv_score = float(search.best_score_)
         pipeline.set_params(**search.best_params_)
@@ -182,9 +199,12 @@ def train(df: pd.DataFrame, contract: Contract, config: dict) -> TrainResult:
 
     imp_cfg = config.get("importance") or {}
     imp_df = _sample(holdout, label, imp_cfg.get("max_rows"), seed)
-    result = permutation_importance(pipeline, imp_df[features], imp_df[label], scoring="roc_auc",
+    result = permutation_importance(pipeline, imp_df[features], imp_df[label], scoring=scorer("roc_auc", contract),
                                     n_repeats=int(imp_cfg.get("n_repeats", 3)), random_state=seed, n_jobs=1)
     importances = {f: round(float(v), 6) for f, v in zip(features, result.importances_mean)}
+    not_finite = sorted(f for f, v in importances.items() if not np.isfinite(v))
+    if not_finite:
+        raise ValueError(f"permutation importance is not finite for {not_finite}")
     return TrainResult(pipeline, train_df, holdout, best_params, cv_score, importances)
 
 

@@ -1,5 +1,6 @@
 """Each component's python_func with real artifact objects in tmp_path: the wiring, not the logic."""
 import json
+import math
 
 import pytest
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
@@ -36,7 +37,8 @@ def steps(tmp_path_factory, transactions, mlflow_server):
                                            train_metrics=out["train_metrics"], importances=out["importances"])
     evaluate_model.python_func(model=out["model"], holdout=out["holdout"], importances=out["importances"],
                                schema_uri=str(SCHEMA), tracking_uri=mlflow_server, model_name="nothing-here",
-                               baseline_metrics={"roc_auc": 0.5}, metrics=out["metrics"],
+                               baseline_metrics={"roc_auc": 0.5}, quality_gates=defaults.load().quality_gates,
+                               metrics=out["metrics"],
                                classification=out["classification"], comparison=out["comparison"],
                                evaluation=out["evaluation"])
     out["passed"] = quality_gate.python_func(evaluation=out["evaluation"], quality_gates=defaults.load().quality_gates,
@@ -62,7 +64,14 @@ def test_evaluate_and_gate_outputs(steps):
     evaluation = json.loads(open(steps["evaluation"].path).read())
     assert evaluation["baseline"]["source"].startswith("baseline metrics")
     assert steps["metrics"].metadata["roc_auc"] == evaluation["metrics"]["roc_auc"]
-    assert steps["classification"].metadata["confusionMatrix"]["rows"]
+    matrix = steps["classification"].metadata["confusionMatrix"]
+    assert [a["displayName"] for a in matrix["annotationSpecs"]] == ["0", "1"] and matrix["rows"]
+    assert steps["classification"].metadata["positive_class"] == "1"
+    assert steps["metrics"].metadata["memory_mb"] > 0 and "slice.channel=online.roc_auc" in steps["metrics"].metadata
+    # 750 holdout rows hold no slice with 20 frauds: missing, with its reason, and not in Metrics
+    assert evaluation["missing"]["max_slice_recall_gap"].startswith("not computed: no slice has at least 100 rows")
+    assert "max_slice_recall_gap" not in steps["metrics"].metadata
+    assert all(math.isfinite(v) for v in steps["metrics"].metadata.values())
     assert "| roc_auc |" in open(steps["comparison"].path).read()
     report = json.loads(open(steps["gate_report"].path).read())
     assert steps["passed"] is report["passed"]

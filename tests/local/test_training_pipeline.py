@@ -27,9 +27,11 @@ def workspace(tmp_path_factory, mlflow_server):
     (tmp / "production.yaml").write_text(yaml.safe_dump(config))
     # 10,000 rows give a weaker model than the 100,000 the defaults of record are set for
     gates = yaml.safe_load((ROOT / "configs" / "quality_gates.yaml").read_text())
-    gates["gates"].update(recall={"minimum": 0.05}, average_precision={"minimum": 0.2, "baseline": "gte"},
-                          # timing depends on what else the machine runs; benchmarks measure it
-                          latency_p95_ms_single={"maximum": 5000}, latency_p95_ms_batch32={"maximum": 5000})
+    gates["metrics"].update(recall={"minimum": 0.05}, average_precision={"minimum": 0.2, "comparison": "gte"},
+                            # timing depends on what else the machine runs; benchmarks measure it
+                            latency_p95_ms={"maximum": 5000}, latency_p95_ms_batch32={"maximum": 5000},
+                            # a 2,000-row holdout has few frauds per slice
+                            max_slice_recall_gap={"maximum": 1})
     (tmp / "gates.yaml").write_text(yaml.safe_dump(gates))
     (tmp / "baseline.yaml").write_text(yaml.safe_dump({"roc_auc": 0.8, "average_precision": 0.2}))
     return {"tmp": tmp, "data": data, "uri": mlflow_server, "client": MlflowClient(mlflow_server)}
@@ -64,6 +66,9 @@ def test_first_run_registers_a_staged_version_with_lineage(workspace):
     assert tags["lock_sha256"] == hashlib.sha256((ROOT / "requirements.lock").read_bytes()).hexdigest()
     assert tags["pipeline_run_id"] and tags["lifecycle"] == "staged" and tags["gate_passed"] == "true"
     assert float(tags["metric.roc_auc"]) > 0.8 and "edge_cases_passed" in tags["gate_report"]
+    assert float(tags["metric.memory_mb"]) > 0 and "metric.max_slice_recall_gap" in tags
+    (stability,) = [line for line in result.stdout.splitlines() if "feature_importance_stability" in line]
+    assert stability.rstrip().endswith("not applicable")  # no production model yet
     run = client.get_run(mv.run_id)
     assert run.data.metrics["roc_auc"] == pytest.approx(float(tags["metric.roc_auc"]), rel=1e-5)
     artifacts = {a.path for a in client.list_artifacts(mv.run_id)}
@@ -96,7 +101,7 @@ def test_gate_failure_against_production_registers_nothing(workspace):
     client = workspace["client"]
     client.set_registered_model_alias(MODEL, "production", "1")
     gates = yaml.safe_load((workspace["tmp"] / "gates.yaml").read_text())
-    gates["gates"]["roc_auc"]["minimum"] = 0.9999
+    gates["metrics"]["roc_auc"]["minimum"] = 0.9999
     (workspace["tmp"] / "strict.yaml").write_text(yaml.safe_dump(gates))
     other = workspace["tmp"] / "other.parquet"
     dataio.write_table(datagen.generate(10_000, seed=22), str(other))
@@ -104,7 +109,8 @@ def test_gate_failure_against_production_registers_nothing(workspace):
     assert result.returncode == 1, result.stderr[-3000:]
     assert "quality gate: FAILED" in result.stdout and "below minimum 0.9999" in result.stdout
     assert "registered: nothing" in result.stdout
-    stability = [line for line in result.stdout.splitlines() if line.strip().startswith("importance_stability")]
+    stability = [line for line in result.stdout.splitlines()
+                 if line.strip().startswith("feature_importance_stability")]
     assert stability and "n/a" not in stability[0]  # compared with the production model's importances
     assert len(versions(workspace)) == 1
 

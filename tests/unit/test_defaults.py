@@ -7,7 +7,8 @@ from pipelines import defaults
 def test_configs_of_record_load():
     d = defaults.load()
     assert d.model_name and d.schema_uri.endswith(".json")
-    assert "gates" in d.quality_gates and d.baseline_metrics["roc_auc"] > 0
+    assert {"accuracy", "roc_auc", "average_precision", "latency_p95_ms"} <= set(d.quality_gates["metrics"])
+    assert d.baseline_metrics["roc_auc"] > 0
 
 
 def _write(tmp_path, name, doc):
@@ -23,8 +24,10 @@ def _write(tmp_path, name, doc):
     ("config", lambda d: d["training"].update(seed="abc"), "training.seed must be an int in [0, 4294967295], got 'abc'"),
     ("config", lambda d: d["training"]["tuning"].update(cv=1), "training.tuning.cv must be an int >= 2, got 1"),
     ("config", lambda d: d["training"]["params"].update(max_iter="many"), "training.params.max_iter: "),
-    ("gates", lambda d: d["gates"].update(auc={"minimum": 1}), "unknown metric 'auc'"),
-    ("gates", lambda d: d["gates"]["recall"].update(minimum=True), "gates.recall.minimum must be a finite number, got True"),
+    ("gates", lambda d: d["metrics"].update(auc={"minimum": 1}), "unknown metric 'auc'"),
+    ("gates", lambda d: d["metrics"]["recall"].update(minimum=True),
+     "metrics.recall.minimum must be a finite number, got True"),
+    ("gates", lambda d: d["slices"].update(min_rows="many"), "slices.min_rows must be an int >= 0, got 'many'"),
     ("baseline", lambda d: d.update(roc_auc="high"), "roc_auc must be a finite number, got 'high'"),
     ("baseline", lambda d: d.update(roc_auc=True), "roc_auc must be a finite number, got True"),
     ("baseline", lambda d: d.update(roc_acu=0.8), "unknown metric 'roc_acu'; known metrics: ['accuracy', "),
@@ -94,3 +97,13 @@ def test_bad_resources_name_the_file_and_the_step(tmp_path, resources, message):
     with pytest.raises(defaults.ConfigError) as err:
         defaults.load(path)
     assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+def test_a_slice_column_that_is_not_a_feature_fails_before_anything_runs(tmp_path, capsys):
+    from mlops.cli import main
+
+    gates = yaml.safe_load(open(defaults.GATES))
+    gates["slices"]["columns"] = ["channel", "chanel"]
+    path = _write(tmp_path, "gates.yaml", gates)
+    assert main(["run", "training", "--gates", str(path), "--home", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: slice column(s) ['chanel'] are not features of contract 'card_transactions'" in err
+    assert not (tmp_path / "logs").exists()

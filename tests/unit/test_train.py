@@ -75,7 +75,7 @@ def test_untrusted_types_are_refused(trained, contract, tmp_path, monkeypatch):
     (lambda c: c["tuning"].update(param_grid={"leaves": [7]}), "training.tuning.param_grid.leaves is not a parameter"),
     (lambda c: c["tuning"].update(cv=1), "training.tuning.cv must be an int >= 2, got 1"),
     (lambda c: c["tuning"].update(cv=2.5), "training.tuning.cv must be an int >= 2, got 2.5"),
-    (lambda c: c["tuning"].update(scoring="roc_acu"), "training.tuning.scoring must be a scikit-learn scorer name"),
+    (lambda c: c["tuning"].update(scoring="roc_acu"), "training.tuning.scoring must be one of ['accuracy', "),
     (lambda c: c["tuning"].update(max_rows=0), "training.tuning.max_rows must be an int >= 1, got 0"),
     (lambda c: c["importance"].update(max_rows="all"), "training.importance.max_rows must be an int >= 1, got 'all'"),
     (lambda c: c["importance"].update(n_repeats=0), "training.importance.n_repeats must be an int >= 1, got 0"),
@@ -111,3 +111,30 @@ def test_other_estimators_and_another_table(estimator):
     result = logic.train(df, spec, config)
     assert set(result.importances) == set(spec.feature_columns)
     assert result.pipeline.predict_proba(result.holdout[spec.feature_columns]).shape[1] == 2
+
+
+@pytest.mark.parametrize("positive, negative", [("fraud", "legit"), ("yes", "no")])
+def test_string_labels_score_the_positive_class(transactions, contract, positive, negative):
+    """Strings score exactly like integers in the same class order, whether the positive class sorts
+    first ("fraud" < "legit") or second ("no" < "yes")."""
+    from dataclasses import replace
+
+    config = copy.deepcopy(FAST)
+    config["tuning"]["scoring"] = "average_precision"  # a score that needs the positive class (NaN before)
+    strings = transactions.assign(is_fraud=transactions["is_fraud"].map({1: positive, 0: negative}))
+    result = logic.train(strings, replace(contract, positive_class=positive), config)
+    first = positive < negative  # integers in the same order: the positive class is 0 when it sorts first
+    integers = transactions.assign(is_fraud=transactions["is_fraud"] ^ int(first))
+    same = logic.train(integers, replace(contract, positive_class=int(not first)), copy.deepcopy(config))
+    assert 0 < result.cv_score <= 1 and result.cv_score == same.cv_score
+    assert result.importances == same.importances and max(result.importances.values()) > 0.01
+    assert list(result.pipeline.classes_) == sorted([positive, negative])
+
+
+def test_positive_class_absent_from_the_label_is_named(transactions, contract):
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match=r"positive_class 'yes' .* not a value of label column 'is_fraud'; "
+                                         r"values found: \['fraud', 'legit'\]"):
+        logic.train(transactions.assign(is_fraud=transactions["is_fraud"].map({1: "fraud", 0: "legit"})),
+                    replace(contract, positive_class="yes"), FAST)
