@@ -57,7 +57,8 @@ def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE):
         train = train_op(validated=validate.outputs["validated"], schema_uri=schema_uri,
                          training_config=training_config).set_display_name("Train model")
         evaluate = evaluate_op(model=train.outputs["model"], holdout=train.outputs["holdout"],
-                               importances=train.outputs["importances"], schema_uri=schema_uri,
+                               importances=train.outputs["importances"],
+                               model_sha256=train.outputs["model_sha256"], schema_uri=schema_uri,
                                tracking_uri=tracking_uri, model_name=model_name,
                                baseline_metrics=baseline_metrics,
                                quality_gates=quality_gates).set_display_name("Evaluate against baseline")

@@ -9,6 +9,7 @@ def evaluate_model(
     model: Input[Model],
     holdout: Input[Dataset],
     importances: Input[Artifact],
+    model_sha256: str,
     schema_uri: str,
     tracking_uri: str,
     model_name: str,
@@ -24,8 +25,6 @@ def evaluate_model(
     Slices come from `quality_gates`; a production model that fails to load is recorded as the baseline's error."""
     import json
 
-    import mlflow.sklearn
-
     from components import contract, dataio, registry
     from components.evaluate import logic
     from components.gate.logic import check_gates
@@ -37,7 +36,8 @@ def evaluate_model(
         candidate_importances = json.load(fh)
     baseline = logic.choose_baseline(lambda: registry.champion(tracking_uri, model_name), frame, spec,
                                      baseline_metrics, slices)
-    result = logic.evaluate(mlflow.sklearn.load_model(model.path), model.path, frame, spec,
+    # the candidate too is loaded only as saved: skops, bytes checked against what train_model recorded
+    result = logic.evaluate(registry.load_model(model.path, model_sha256), model.path, frame, spec,
                             candidate_importances, baseline, slices)
     for name, value in result.kfp_metrics().items():  # finite numbers only; the missing are in `evaluation`
         metrics.log_metric(name, value)

@@ -36,7 +36,7 @@ def steps(tmp_path_factory, transactions, mlflow_server):
                                            model=out["model"], holdout=out["holdout"],
                                            train_metrics=out["train_metrics"], importances=out["importances"])
     evaluate_model.python_func(model=out["model"], holdout=out["holdout"], importances=out["importances"],
-                               schema_uri=str(SCHEMA), tracking_uri=mlflow_server, model_name="nothing-here",
+                               model_sha256=out["train"][0], schema_uri=str(SCHEMA), tracking_uri=mlflow_server, model_name="nothing-here",
                                baseline_metrics={"roc_auc": 0.5}, quality_gates=defaults.load().quality_gates,
                                metrics=out["metrics"],
                                classification=out["classification"], comparison=out["comparison"],
@@ -88,3 +88,17 @@ def test_validate_failure_writes_the_report_and_raises(tmp_path, transactions):
     assert "FAILED" in open(report.path).read()
     assert json.loads(open(cases.path).read())["failures"][0]["column"] == "amount"
     assert not (tmp_path / "validated").exists()
+
+
+def test_evaluate_refuses_a_candidate_whose_file_changed_after_training(steps, tmp_path, mlflow_server):
+    from components.registry import ModelIntegrityError
+
+    out = {name: art(cls, tmp_path, name) for name, cls in [
+        ("metrics", Metrics), ("classification", ClassificationMetrics), ("comparison", Markdown),
+        ("evaluation", Artifact)]}
+    with pytest.raises(ModelIntegrityError, match="differs from the registered model_sha256"):
+        evaluate_model.python_func(model=steps["model"], holdout=steps["holdout"], importances=steps["importances"],
+                                   model_sha256="0" * 64, schema_uri=str(SCHEMA), tracking_uri=mlflow_server,
+                                   model_name="nothing-here", baseline_metrics={"roc_auc": 0.5},
+                                   quality_gates=defaults.load().quality_gates, **out)
+    assert not (tmp_path / "evaluation").exists()
