@@ -32,6 +32,7 @@ class TrainingRun:
     steps: dict[str, float]
     gate: dict
     registration: dict | None
+    deployment: dict | None
 
 
 def local_tracking_uri(home: Path) -> str:
@@ -110,7 +111,8 @@ def run_training(data_uri: str, settings: config_defaults.TrainingDefaults, home
     return TrainingRun(run_dir=run_dir, log=log, seconds=seconds,
                        rows=int(validated["parameterValues"]["rows"]), steps=step_seconds(log),
                        gate=_read_json(run_dir / "quality-gate" / "gate_report"),
-                       registration=_read_json(run_dir / "register-model" / "registration"))
+                       registration=_read_json(run_dir / "register-model" / "registration"),
+                       deployment=_read_json(run_dir / "deploy-model" / "deployment" / "deployment.json"))
 
 
 def summary(run: TrainingRun, data_uri: str, settings: config_defaults.TrainingDefaults) -> str:
@@ -132,6 +134,12 @@ def summary(run: TrainingRun, data_uri: str, settings: config_defaults.TrainingD
     else:
         state = "new version" if reg["created"] else "already registered, unchanged"
         lines.append(f"registered: model '{reg['name']}' version {reg['version']}, alias '{reg['alias']}' ({state})")
+        dep = run.deployment
+        if dep is not None:
+            lines.append(f"deployed ({dep['target']}): {dep['message']}"
+                         + (f"; version {dep['previous_production']} archived"
+                            if dep["outcome"] == "promoted" and dep["previous_production"] not in (None, dep["version"])
+                            else ""))
         uri = settings.tracking_uri
         if uri.startswith("sqlite:"):
             mlflow_ui = Path(sys.executable).parent / "mlflow"
