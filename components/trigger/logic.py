@@ -1,0 +1,82 @@
+"""Submit a training run when drift says so: once, not every hour, and never to reproduce the same model.
+
+The loop's state lives in the registry as tags of the registered model (`retraining_submitted_at`,
+`retraining_run`, `retraining_reason`), so a local loop and a cluster loop behave the same. A submission
+that fails is reported and leaves that state as it was.
+"""
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from typing import Callable
+
+from mlflow import MlflowClient
+
+from components.dataio import read_table_and_sha256
+from components.registry import version_by_alias
+
+REASON = "automated_drift_detection"
+SUBMITTED_AT, RUN, DETAILS = "retraining_submitted_at", "retraining_run", "retraining_reason"
+ACTIVE = frozenset({"pending", "running", "paused", "canceling"})  # a run in these states has not ended
+
+
+class TriggerError(RuntimeError):
+    """The trigger cannot decide: no production version, or its data cannot be compared."""
+
+
+def details(result: dict, drift_run_id: str) -> str:
+    """Why the run was submitted: the drifted features with their scores, the sample count, the check's run."""
+    scores = result.get("scores") or {}
+    return json.dumps({"drifted_features": {f: scores.get(f) for f in result.get("drifted_features") or []},
+                       "samples": result.get("samples"), "drifted_share": result.get("drifted_share"),
+                       "model_version": result.get("model_version"), "drift_check_run_id": drift_run_id},
+                      sort_keys=True)
+
+
+def _pending(tags: dict, status: Callable[[str], str], cooldown_hours: float, now: float) -> str | None:
+    """Why the last submission still stands in the way of a new one, or None."""
+    run, at = tags.get(RUN), tags.get(SUBMITTED_AT)
+    if not run or not at:
+        return None
+    state = status(run).lower()
+    if state in ACTIVE:
+        return f"retraining run {run} submitted at {at} is still {state}"
+    age_hours = (now - datetime.fromisoformat(at).timestamp()) / 3600
+    if age_hours < cooldown_hours:
+        return (f"cooldown: retraining run {run} ({state}) was submitted at {at}, {age_hours:.1f} h ago, "
+                f"within cooldown_hours={cooldown_hours:g}")
+    return None
+
+
+def trigger(result: dict, *, tracking_uri: str, model_name: str, training_data_uri: str,
+            submit: Callable[[dict], str], status: Callable[[str], str], cooldown_hours: float = 6,
+            drift_run_id: str = "", now: Callable[[], float] = time.time) -> dict:
+    """`{"submitted": true, "run": id}`, or `{"submitted": false, "reason": ...}` (plus `"error"` when the
+    submission itself failed). `submit(parameters)` starts a training run and returns its id;
+    `status(run_id)` says how a run submitted earlier is doing ("running", "succeeded", "failed", ...)."""
+    decision = result.get("decision")
+    if decision != "retrain":
+        return {"submitted": False, "reason": f"decision is {decision!r}: no retraining due"}
+    client = MlflowClient(tracking_uri)
+    production = version_by_alias(client, model_name, "production")
+    if production is None:
+        raise TriggerError(f"model {model_name!r} has no production version: nothing to compare drift with")
+    tags = client.get_registered_model(model_name).tags
+    waiting = _pending(tags, status, cooldown_hours, now())
+    if waiting:
+        return {"submitted": False, "reason": waiting}
+    _, digest = read_table_and_sha256(training_data_uri)
+    if digest == production.tags.get("data_sha256"):
+        return {"submitted": False, "reason": f"no new labelled data: {training_data_uri} (sha256 {digest}) is the "
+                                              f"data production version {production.version} was trained on"}
+    why = details(result, drift_run_id)
+    try:
+        run = submit({"data_uri": training_data_uri, "trigger_reason": REASON, "trigger_details": why})
+    except Exception as exc:  # any failure of the submitter is the answer, not a crash of the check
+        error = f"{type(exc).__name__}: {exc}"
+        return {"submitted": False, "reason": f"submission failed: {error}", "error": error}
+    submitted_at = datetime.fromtimestamp(now(), timezone.utc).isoformat(timespec="seconds")
+    for key, value in ((RUN, run), (SUBMITTED_AT, submitted_at), (DETAILS, why)):
+        client.set_registered_model_tag(model_name, key, value)
+    return {"submitted": True, "run": run}
