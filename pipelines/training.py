@@ -52,6 +52,8 @@ def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE):
         namespace: str = defaults.namespace,
         rollout_name: str = defaults.rollout_name,
         timeout_minutes: float = defaults.timeout_minutes,
+        trigger_reason: str = "manual",
+        trigger_details: str = "",
     ):
         validate = validate_op(data_uri=data_uri, schema_uri=schema_uri).set_display_name("Validate data")
         train = train_op(validated=validate.outputs["validated"], schema_uri=schema_uri,
@@ -71,7 +73,8 @@ def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE):
                 schema_uri=schema_uri, tracking_uri=tracking_uri, model_name=model_name,
                 training_config=training_config, data_sha256=validate.outputs["data_sha256"],
                 config_sha256=train.outputs["config_sha256"], git_commit=git_commit,
-                pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, trigger_reason=trigger_reason,
+                trigger_details=trigger_details,
             ).set_display_name("Register model").set_retry(3, backoff_duration="30s", backoff_factor=2)
             deploy = deploy_op(
                 tracking_uri=tracking_uri, model_name=model_name, model_version=register.outputs["Output"],

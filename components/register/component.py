@@ -19,8 +19,11 @@ def register_model(
     git_commit: str,
     pipeline_run_id: str,
     registration: Output[Artifact],
+    trigger_reason: str = "manual",
+    trigger_details: str = "",
 ) -> str:
-    """Returns the model version; a model hash already registered is not registered again."""
+    """Returns the model version; a model hash already registered is not registered again.
+    `trigger_reason` and `trigger_details` (why the run was started) become tags of the version."""
     import json
 
     from components import contract
@@ -34,7 +37,9 @@ def register_model(
             loaded[name] = json.load(fh)
     lineage = {"git_commit": git_commit, "data_sha256": data_sha256, "config_sha256": config_sha256,
                "pipeline_run_id": pipeline_run_id, "feature_schema": f"{spec.name}",
-               "feature_schema_version": spec.version, "lock_sha256": lock_sha256()}
+               "feature_schema_version": spec.version, "lock_sha256": lock_sha256(), "trigger_reason": trigger_reason}
+    if trigger_details:
+        lineage["trigger_details"] = trigger_details
     result = logic.register(tracking_uri, model_name, model.path, lineage,
                             metrics=loaded["evaluation"]["metrics"], config=training_config,
                             importances=loaded["importances"], gate_report=loaded["gate_report"],

@@ -85,6 +85,15 @@ def test_parameter_defaults_equal_configs(compiled):
     for name, value in expected.items():
         assert _numbers_equal(params[name]["defaultValue"], value), name
     assert "defaultValue" not in params["data_uri"]
+    assert params["trigger_reason"]["defaultValue"] == "manual"
+    assert params["trigger_details"]["defaultValue"] == ""
+
+
+def test_register_model_records_why_the_run_started(compiled):
+    _, spec, _ = compiled
+    (register,) = [t for b in branches(spec).values() for n, t in b[1].items() if n == "register-model"]
+    for name in ("trigger_reason", "trigger_details"):
+        assert register["inputs"]["parameters"][name]["componentInputParameter"].endswith(name)
 
 
 def test_no_credentials_in_the_yaml(compiled):

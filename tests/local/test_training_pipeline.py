@@ -68,6 +68,7 @@ def test_first_run_registers_a_staged_version_with_lineage(workspace):
     assert len(tags["model_sha256"]) == 64 and len(tags["config_sha256"]) == 64
     assert tags["lock_sha256"] == hashlib.sha256((ROOT / "requirements.lock").read_bytes()).hexdigest()
     assert tags["pipeline_run_id"] and tags["gate_passed"] == "true"
+    assert tags["trigger_reason"] == "manual" and "trigger_details" not in tags  # started by hand
     assert tags["lifecycle"] == "production"
     assert [h["state"] for h in json.loads(tags["lifecycle_history"])] == ["staged", "production"]
     assert float(tags["metric.roc_auc"]) > 0.8 and "edge_cases_passed" in tags["gate_report"]
