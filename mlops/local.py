@@ -75,15 +75,21 @@ def step_seconds(log: Path) -> dict[str, float]:
     return took
 
 
+def pipeline_root(home: Path) -> Path:
+    """Where kfp.local keeps each local run's outputs, one folder per run."""
+    return home.resolve() / "pipeline_root"
+
+
 def run_training(data_uri: str, settings: config_defaults.TrainingDefaults, home: Path,
-                 commit: str | None = None) -> TrainingRun:
-    """Run the whole training pipeline locally; raise PipelineFailed with the failing step's error."""
+                 commit: str | None = None, parameters: dict | None = None) -> TrainingRun:
+    """Run the whole training pipeline locally; raise PipelineFailed with the failing step's error.
+    `parameters`: more pipeline arguments (e.g. trigger_reason, trigger_details)."""
     from kfp import local
 
     from pipelines import training
 
     home = home.resolve()
-    root = home / "pipeline_root"
+    root = pipeline_root(home)
     root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     before = set(root.iterdir())
@@ -98,7 +104,7 @@ def run_training(data_uri: str, settings: config_defaults.TrainingDefaults, home
         # kfp.local notes that display names do nothing locally and that the image is not run here
         warnings.filterwarnings("ignore", message=".*(no effect in the current local runner|base image).*")
         try:
-            pipeline(data_uri=data_uri, git_commit=commit, **settings.as_arguments())
+            pipeline(data_uri=data_uri, git_commit=commit, **settings.as_arguments(), **(parameters or {}))
         except RuntimeError as exc:
             failed = re.findall(r"Inner task failed: (.*)\.", str(exc))
             step = ANSI.sub("", failed[0]) if failed else "a step"

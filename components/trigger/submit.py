@@ -1,0 +1,90 @@
+"""Where a retraining run goes: the KFP API on a cluster, a local training run on the embedded default.
+
+Each submitter has `submit(parameters) -> run id` and `status(run id) -> "running" | "succeeded" | ...`.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+PIPELINE = "training"  # the uploaded training pipeline (pipelines/training.py NAME)
+
+
+class SubmitError(RuntimeError):
+    """The training pipeline cannot be submitted (not uploaded, no version)."""
+
+
+class KfpSubmitter:
+    """Runs the latest version of the uploaded training pipeline in `experiment` through the KFP API.
+
+    In a multi-user Kubeflow the step authenticates with a projected service-account token of audience
+    `pipelines.kubeflow.org`, read from KF_PIPELINES_SA_TOKEN_PATH (default
+    /var/run/secrets/kubeflow/pipelines/token) whenever that file exists; kfp.Client reads it only when no
+    host is given, so it is passed explicitly here."""
+
+    def __init__(self, host: str, namespace: str, experiment: str, service_account: str = "",
+                 pipeline: str = PIPELINE):
+        import kfp.client
+
+        token = os.environ.get(kfp.client.KF_PIPELINES_SA_TOKEN_ENV) or kfp.client.KF_PIPELINES_SA_TOKEN_PATH
+        credentials = kfp.client.ServiceAccountTokenVolumeCredentials(token) if Path(token).is_file() else None
+        self.client = kfp.client.Client(host=host, namespace=namespace, credentials=credentials)
+        self.host, self.namespace, self.experiment = host, namespace, experiment
+        self.service_account, self.pipeline = service_account, pipeline
+
+    def submit(self, parameters: dict) -> str:
+        pipeline_id = self.client.get_pipeline_id(self.pipeline)
+        if pipeline_id is None:
+            raise SubmitError(f"no pipeline named {self.pipeline!r} is uploaded to {self.host}")
+        versions = self.client.list_pipeline_versions(pipeline_id, page_size=1,
+                                                      sort_by="created_at desc").pipeline_versions
+        if not versions:
+            raise SubmitError(f"pipeline {self.pipeline!r} ({pipeline_id}) on {self.host} has no version")
+        experiment = self.client.create_experiment(self.experiment, namespace=self.namespace)  # found or created
+        run = self.client.run_pipeline(
+            experiment.experiment_id, f"{self.pipeline}-{parameters.get('trigger_reason', 'run')}-"
+                                      f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}",
+            pipeline_id=pipeline_id, version_id=versions[0].pipeline_version_id, params=parameters,
+            service_account=self.service_account or None)
+        return run.run_id
+
+    def status(self, run_id: str) -> str:
+        return str(self.client.get_run(run_id).state or "unknown").lower()
+
+
+class LocalSubmitter:
+    """A local training run (kfp.local), synchronous: submit returns once it has finished."""
+
+    def __init__(self, settings, home: Path):
+        self.settings, self.home = settings, Path(home)
+
+    def submit(self, parameters: dict) -> str:
+        from mlops import local
+
+        arguments = dict(parameters)
+        run = local.run_training(arguments.pop("data_uri"), self.settings, self.home, parameters=arguments)
+        return run.run_dir.name
+
+    def status(self, run_id: str) -> str:
+        from mlops import local
+
+        run_dir = local.pipeline_root(self.home) / run_id
+        if (run_dir / "register-model" / "registration").is_file():
+            return "succeeded"
+        return "failed" if run_dir.is_dir() else "unknown"
+
+
+def local_submitter(tracking_uri: str, model_name: str) -> LocalSubmitter:
+    """The embedded default's submitter: the configs of record from the source tree, this registry and model,
+    and local state beside the SQLite registry (`.mlops/` of `./dev run`), else in the source tree's `.mlops/`."""
+    from dataclasses import replace
+
+    import pipelines
+    from pipelines import defaults
+
+    root = Path(pipelines.__file__).resolve().parents[1]
+    settings = replace(defaults.load(root=root), tracking_uri=tracking_uri, model_name=model_name)
+    home = Path(tracking_uri.removeprefix("sqlite:///")).parent if tracking_uri.startswith("sqlite:///") \
+        else root / ".mlops"
+    return LocalSubmitter(settings, home)
