@@ -7,7 +7,6 @@ import uuid
 import pytest
 from mlflow import MlflowClient
 
-from components.dataio import read_table_and_sha256, write_table
 from components.trigger import logic
 
 RETRAIN = {"decision": "retrain", "samples": 12000, "drifted_share": 0.4,
@@ -30,22 +29,6 @@ class Submitter:
 
     def status(self, run_id: str) -> str:
         return self.state
-
-
-@pytest.fixture
-def model(mlflow_server, tmp_path, transactions):
-    """A registered model whose production version was trained on `old.parquet`; `new.parquet` is new data."""
-    client = MlflowClient(mlflow_server)
-    name = f"fraud-{uuid.uuid4().hex[:8]}"
-    write_table(transactions.iloc[:1000], str(tmp_path / "old.parquet"))
-    write_table(transactions.iloc[1000:2000], str(tmp_path / "new.parquet"))
-    _, digest = read_table_and_sha256(str(tmp_path / "old.parquet"))
-    client.create_registered_model(name)
-    run = client.create_run(client.create_experiment(name))
-    mv = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
-                                     tags={"data_sha256": digest})
-    client.set_registered_model_alias(name, "production", mv.version)
-    return client, name, tmp_path
 
 
 def check(client, name, tmp_path, sub, result=RETRAIN, data="new.parquet", at=1_000_000.0, **kw):
