@@ -15,37 +15,47 @@ class SubmitError(RuntimeError):
     """The training pipeline cannot be submitted (not uploaded, no version)."""
 
 
-class KfpSubmitter:
-    """Runs the latest version of the uploaded training pipeline in `experiment` through the KFP API.
+def kfp_client(host: str, namespace: str):
+    """A kfp.Client on `host` for `namespace`.
 
-    In a multi-user Kubeflow the step authenticates with a projected service-account token of audience
+    In a multi-user Kubeflow, calls authenticate with a projected service-account token of audience
     `pipelines.kubeflow.org`, read from KF_PIPELINES_SA_TOKEN_PATH (default
-    /var/run/secrets/kubeflow/pipelines/token) whenever that file exists; kfp.Client reads it only when no
-    host is given, so it is passed explicitly here."""
+    /var/run/secrets/kubeflow/pipelines/token) whenever that file exists; kfp.Client reads it by itself only
+    when no host is given, so it is passed explicitly here."""
+    import kfp.client
+
+    token = os.environ.get(kfp.client.KF_PIPELINES_SA_TOKEN_ENV) or kfp.client.KF_PIPELINES_SA_TOKEN_PATH
+    credentials = kfp.client.ServiceAccountTokenVolumeCredentials(token) if Path(token).is_file() else None
+    return kfp.client.Client(host=host, namespace=namespace, credentials=credentials)
+
+
+def latest_version(client, pipeline: str, host: str) -> tuple[str, str]:
+    """(pipeline id, id of its newest version) of the uploaded pipeline named `pipeline`."""
+    pipeline_id = client.get_pipeline_id(pipeline)
+    if pipeline_id is None:
+        raise SubmitError(f"no pipeline named {pipeline!r} is uploaded to {host}")
+    versions = client.list_pipeline_versions(pipeline_id, page_size=1, sort_by="created_at desc").pipeline_versions
+    if not versions:
+        raise SubmitError(f"pipeline {pipeline!r} ({pipeline_id}) on {host} has no version")
+    return pipeline_id, versions[0].pipeline_version_id
+
+
+class KfpSubmitter:
+    """Runs the latest version of the uploaded training pipeline in `experiment` through the KFP API."""
 
     def __init__(self, host: str, namespace: str, experiment: str, service_account: str = "",
                  pipeline: str = PIPELINE):
-        import kfp.client
-
-        token = os.environ.get(kfp.client.KF_PIPELINES_SA_TOKEN_ENV) or kfp.client.KF_PIPELINES_SA_TOKEN_PATH
-        credentials = kfp.client.ServiceAccountTokenVolumeCredentials(token) if Path(token).is_file() else None
-        self.client = kfp.client.Client(host=host, namespace=namespace, credentials=credentials)
+        self.client = kfp_client(host, namespace)
         self.host, self.namespace, self.experiment = host, namespace, experiment
         self.service_account, self.pipeline = service_account, pipeline
 
     def submit(self, parameters: dict) -> str:
-        pipeline_id = self.client.get_pipeline_id(self.pipeline)
-        if pipeline_id is None:
-            raise SubmitError(f"no pipeline named {self.pipeline!r} is uploaded to {self.host}")
-        versions = self.client.list_pipeline_versions(pipeline_id, page_size=1,
-                                                      sort_by="created_at desc").pipeline_versions
-        if not versions:
-            raise SubmitError(f"pipeline {self.pipeline!r} ({pipeline_id}) on {self.host} has no version")
+        pipeline_id, version_id = latest_version(self.client, self.pipeline, self.host)
         experiment = self.client.create_experiment(self.experiment, namespace=self.namespace)  # found or created
         run = self.client.run_pipeline(
             experiment.experiment_id, f"{self.pipeline}-{parameters.get('trigger_reason', 'run')}-"
                                       f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}",
-            pipeline_id=pipeline_id, version_id=versions[0].pipeline_version_id, params=parameters,
+            pipeline_id=pipeline_id, version_id=version_id, params=parameters,
             service_account=self.service_account or None)
         return run.run_id
 
