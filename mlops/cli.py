@@ -130,6 +130,50 @@ def cmd_model_pull(args) -> int:
     return 0
 
 
+def _param(text: str) -> tuple[str, object]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
+def cmd_schedule(args) -> int:
+    from kfp_server_api.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    from components.trigger.submit import SubmitError, kfp_client
+    from mlops import schedule
+
+    try:
+        client = kfp_client(args.host, args.namespace)
+        if args.action == "drift-check":
+            package = args.package if Path(args.package).is_file() else None
+            run, uploaded, replaced = schedule.create_or_update(
+                client, args.host, args.cron, package_path=package, namespace=args.namespace,
+                experiment=args.experiment, params=dict(args.param), service_account=args.service_account)
+            if uploaded:
+                print(f"uploaded {args.package} as pipeline '{schedule.NAME}'")
+            print(("updated" if replaced else "created") + f": {schedule.describe(run)}")
+            for old in replaced:
+                print(f"deleted the recurring run it replaces: {old}")
+        elif args.action == "list":
+            runs = client.list_recurring_runs(namespace=args.namespace or None, page_size=100).recurring_runs or []
+            for run in runs:
+                print(schedule.describe(run))
+            if not runs:
+                print("no recurring runs")
+        else:
+            for old in schedule.delete(client, args.name, args.namespace):
+                print(f"deleted recurring run {args.name} ({old})")
+    except (SubmitError, ApiException, HTTPError) as exc:
+        print(f"mlops: error: KFP at {args.host}: {getattr(exc, 'reason', None) or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlops", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -217,6 +261,30 @@ def parser() -> argparse.ArgumentParser:
                       help="path to fill: new, empty, or a model an earlier pull put there")
     pull.add_argument("--sha256", help="the model file's expected sha256, checked too (default: MODEL_SHA256)")
     pull.set_defaults(func=cmd_model_pull)
+
+    sched = sub.add_parser("schedule", help="the drift check as a KFP recurring run").add_subparsers(
+        dest="action", required=True)
+    kfp_args = argparse.ArgumentParser(add_help=False)
+    kfp_args.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow")
+    kfp_args.add_argument("--namespace", default="", help="Kubeflow profile namespace (multi-user; default: none)")
+    dc = sched.add_parser("drift-check", parents=[kfp_args], help="create or update the hourly drift check",
+                          description="Creates the recurring run 'drift-check' of the newest version of the "
+                                      "uploaded 'drift-check' pipeline (uploading --package first when it is "
+                                      "missing), max_concurrency 1, no catch-up; an existing one is replaced "
+                                      "(created anew, then the old one deleted).")
+    dc.add_argument("--cron", required=True, help="5 fields ('0 * * * *', hourly; stored with a leading 0 "
+                                                  "seconds field) or KFP's 6 fields (taken as is)")
+    dc.add_argument("--package", default="compiled/drift-check.yaml",
+                    help="compiled pipeline to upload if none is uploaded (default: compiled/drift-check.yaml)")
+    dc.add_argument("--experiment", default="drift-check", help="experiment of the runs (default: drift-check)")
+    dc.add_argument("--service-account", default="", help="service account the runs use")
+    dc.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
+                    help="a pipeline parameter (JSON value, else a string); repeatable")
+    ls = sched.add_parser("list", parents=[kfp_args], help="the recurring runs")
+    rm = sched.add_parser("delete", parents=[kfp_args], help="delete a recurring run by name")
+    rm.add_argument("--name", default="drift-check", help="recurring run name (default: drift-check)")
+    for cmd in (dc, ls, rm):
+        cmd.set_defaults(func=cmd_schedule)
     return p
 
 

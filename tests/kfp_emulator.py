@@ -93,10 +93,8 @@ class KfpEmulator:
                 found = [p for p in self.pipelines.values() if self._matches(p, query)]
                 return 200, {"pipelines": self._sorted(found, query), "total_size": len(found)}
             if (method, path) == ("POST", f"{API}/pipelines/upload"):
-                pipeline_id = self.add_pipeline(query["name"][0], versions=0)
-                self.versions[pipeline_id].append({"pipeline_id": pipeline_id, "pipeline_version_id": pipeline_id,
-                                                   "display_name": query["name"][0], "created_at": self._now(),
-                                                   "pipeline_spec": body})
+                pipeline_id = self.add_pipeline(query["name"][0])
+                self.versions[pipeline_id][0]["pipeline_spec"] = body
                 return 200, self.pipelines[pipeline_id]
             match = re.fullmatch(f"{API}/pipelines/([^/]+)/versions", path)
             if method == "GET" and match:

@@ -1,0 +1,76 @@
+"""The drift check as a KFP recurring run: create or update (never duplicate), list, delete."""
+from __future__ import annotations
+
+import json
+import re
+
+from components.trigger.submit import SubmitError, latest_version
+
+NAME = "drift-check"  # the uploaded pipeline and its recurring run
+CRON_FIELD = re.compile(r"[0-9A-Za-z*?/,#-]+")
+
+
+class ScheduleError(ValueError):
+    """A malformed cron expression, or a schedule that does not exist."""
+
+
+def kfp_cron(expression: str) -> str:
+    """KFP's six-field cron (leading seconds): five fields get "0" seconds (`0 * * * *` -> `0 0 * * * *`,
+    hourly; as is it would fire every minute); six fields are taken as they are."""
+    fields = expression.split()
+    if len(fields) == 5:
+        fields = ["0", *fields]
+    elif len(fields) != 6:
+        raise ScheduleError(f"cron {expression!r}: expected 5 fields (minute hour day-of-month month day-of-week) "
+                            f"or 6 (with leading seconds), got {len(fields)}")
+    bad = [f for f in fields if not CRON_FIELD.fullmatch(f)]
+    if bad:
+        raise ScheduleError(f"cron {expression!r}: {bad[0]!r} is not a cron field")
+    return " ".join(fields)
+
+
+def find(client, name: str, namespace: str) -> list:
+    """The recurring runs named `name` in `namespace`."""
+    flt = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
+    found = client.list_recurring_runs(namespace=namespace, filter=flt, page_size=100).recurring_runs or []
+    return [r for r in found if r.display_name == name]
+
+
+def create_or_update(client, host: str, cron: str, *, package_path: str | None, namespace: str,
+                     experiment: str = NAME, name: str = NAME, params: dict | None = None,
+                     service_account: str = ""):
+    """Schedule the newest version of the uploaded `drift-check` pipeline (uploading `package_path` first when
+    it is missing): create the new recurring run, then delete the ones it replaces (KFP has no update).
+    Returns (the recurring run, whether the pipeline was uploaded, ids of the replaced runs)."""
+    stored = kfp_cron(cron)
+    uploaded = False
+    if client.get_pipeline_id(NAME) is None:
+        if package_path is None:
+            raise SubmitError(f"no pipeline named {NAME!r} is uploaded to {host}, and no package to upload")
+        client.upload_pipeline(package_path, pipeline_name=NAME)
+        uploaded = True
+    pipeline_id, version_id = latest_version(client, NAME, host)
+    experiment_id = client.create_experiment(experiment, namespace=namespace).experiment_id
+    old = find(client, name, namespace)
+    new = client.create_recurring_run(experiment_id, name, cron_expression=stored, max_concurrency=1,
+                                      no_catchup=True, params=params or {}, pipeline_id=pipeline_id,
+                                      version_id=version_id, service_account=service_account or None)
+    for run in old:
+        client.delete_recurring_run(run.recurring_run_id)
+    return new, uploaded, [r.recurring_run_id for r in old]
+
+
+def delete(client, name: str, namespace: str) -> list[str]:
+    """Delete the recurring runs named `name`; their ids. None there is an error."""
+    found = find(client, name, namespace)
+    if not found:
+        raise ScheduleError(f"no recurring run named {name!r} in namespace {namespace!r}")
+    for run in found:
+        client.delete_recurring_run(run.recurring_run_id)
+    return [r.recurring_run_id for r in found]
+
+
+def describe(run) -> str:
+    cron = run.trigger.cron_schedule.cron if run.trigger and run.trigger.cron_schedule else "-"
+    return (f"{run.display_name}  id {run.recurring_run_id}  cron '{cron}'  max_concurrency {run.max_concurrency}"
+            f"  catch-up {'off' if run.no_catchup else 'on'}  {run.status or run.mode or ''}".rstrip())

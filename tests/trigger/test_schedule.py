@@ -1,0 +1,102 @@
+"""`mlops schedule` against the KFP v2beta1 REST emulator over real HTTP: create, update, list, delete."""
+from __future__ import annotations
+
+import pytest
+
+from mlops import cli, schedule
+from tests.conftest import free_port
+from tests.kfp_emulator import API, KfpEmulator
+
+pytestmark = pytest.mark.filterwarnings("ignore:This client only works:FutureWarning")
+
+
+@pytest.fixture
+def kfp(tmp_path, monkeypatch):
+    emulator = KfpEmulator()
+    monkeypatch.setenv("HOME", str(tmp_path))  # no kfp context file of the machine's user
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "no-token"))
+    yield emulator
+    emulator.close()
+
+
+@pytest.mark.parametrize("given, stored", [("0 * * * *", "0 0 * * * *"), ("*/15 2-4 * * MON-FRI", "0 */15 2-4 * * MON-FRI"),
+                                           ("30 0 * * * *", "30 0 * * * *")])
+def test_five_fields_get_a_seconds_field_six_are_kept(given, stored):
+    assert schedule.kfp_cron(given) == stored
+
+
+@pytest.mark.parametrize("bad, why", [("* * * *", "got 4"), ("0 * * * * * *", "got 7"), ("0 * * * $", "'\\$'")])
+def test_malformed_cron_is_refused(bad, why):
+    with pytest.raises(schedule.ScheduleError, match=why):
+        schedule.kfp_cron(bad)
+
+
+def mlops(kfp, *args):
+    return cli.main(["schedule", *args, "--host", kfp.url, "--namespace", "team-fraud"])
+
+
+def test_create_uploads_the_pipeline_then_update_replaces_the_recurring_run(kfp, tmp_path, capsys):
+    package = tmp_path / "drift-check.yaml"
+    package.write_text("pipelineInfo:\n  name: drift-check\n")
+    assert mlops(kfp, "drift-check", "--cron", "0 * * * *", "--package", str(package),
+                 "--service-account", "pipeline-runner", "--param", "window_hours=24") == 0
+    pipeline_id = next(iter(kfp.pipelines))
+    assert kfp.calls() == [("GET", f"{API}/pipelines"), ("POST", f"{API}/pipelines/upload"),
+                           ("GET", f"{API}/pipelines"), ("GET", f"{API}/pipelines/{pipeline_id}/versions"),
+                           ("GET", f"{API}/experiments"), ("POST", f"{API}/experiments"),
+                           ("GET", f"{API}/recurringruns"), ("POST", f"{API}/recurringruns")]
+    upload = kfp.requests[1]
+    assert upload["query"]["name"] == ["drift-check"] and "name: drift-check" in upload["body"]
+    (first,) = kfp.recurring.values()
+    assert first["display_name"] == "drift-check"
+    assert first["trigger"] == {"cron_schedule": {"cron": "0 0 * * * *"}}
+    assert first["max_concurrency"] == 1 and first["no_catchup"] is True and first["mode"] == "ENABLE"
+    assert first["service_account"] == "pipeline-runner"
+    assert first["runtime_config"]["parameters"] == {"window_hours": 24}
+    (version,) = kfp.versions[pipeline_id]
+    assert first["pipeline_version_reference"] == {"pipeline_id": pipeline_id,
+                                                   "pipeline_version_id": version["pipeline_version_id"]}
+    assert first["experiment_id"] == next(iter(kfp.experiments))
+    out = capsys.readouterr().out
+    assert "uploaded" in out and "created: drift-check" in out and "cron '0 0 * * * *'" in out
+    assert "max_concurrency 1" in out and "catch-up off" in out
+
+    kfp.requests.clear()
+    assert mlops(kfp, "drift-check", "--cron", "0 */2 * * *", "--package", str(package)) == 0
+    (second,) = kfp.recurring.values()  # one schedule, never two
+    assert second["trigger"]["cron_schedule"]["cron"] == "0 0 */2 * * *"
+    calls = kfp.calls()
+    assert ("POST", f"{API}/pipelines/upload") not in calls and ("POST", f"{API}/experiments") not in calls
+    # KFP has no update: the new one is created before the old one is deleted
+    assert calls[-2:] == [("POST", f"{API}/recurringruns"),
+                          ("DELETE", f"{API}/recurringruns/{first['recurring_run_id']}")]
+    out = capsys.readouterr().out
+    assert "updated: drift-check" in out and first["recurring_run_id"] in out
+
+    assert mlops(kfp, "list") == 0
+    assert f"drift-check  id {second['recurring_run_id']}  cron '0 0 */2 * * *'" in capsys.readouterr().out
+    assert mlops(kfp, "delete") == 0
+    assert kfp.recurring == {}
+    assert mlops(kfp, "delete") == 2
+    assert "no recurring run named 'drift-check'" in capsys.readouterr().err
+
+
+def test_no_pipeline_and_no_package_is_a_clear_error(kfp, tmp_path, capsys):
+    assert mlops(kfp, "drift-check", "--cron", "0 * * * *", "--package", str(tmp_path / "absent.yaml")) == 1
+    assert "no pipeline named 'drift-check' is uploaded" in capsys.readouterr().err
+    assert kfp.recurring == {}
+
+
+def test_malformed_cron_changes_nothing(kfp, capsys):
+    kfp.add_pipeline("drift-check")
+    assert mlops(kfp, "drift-check", "--cron", "hourly") == 2
+    assert "cron 'hourly': expected 5 fields" in capsys.readouterr().err
+    assert kfp.calls() == [] and kfp.recurring == {}
+
+
+def test_unreachable_host_is_a_clear_error(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    host = f"http://127.0.0.1:{free_port()}"
+    assert cli.main(["schedule", "list", "--host", host, "--namespace", "team-fraud"]) == 1
+    err = capsys.readouterr().err
+    assert f"KFP at {host}" in err and "refused" in err
