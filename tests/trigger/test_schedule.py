@@ -19,7 +19,8 @@ def kfp(tmp_path, monkeypatch):
     emulator.close()
 
 
-@pytest.mark.parametrize("given, stored", [("0 * * * *", "0 0 * * * *"), ("*/15 2-4 * * MON-FRI", "0 */15 2-4 * * MON-FRI"),
+@pytest.mark.parametrize("given, stored", [("0 * * * *", "0 0 * * * *"),
+                                           ("*/15 2-4 * * MON-FRI", "0 */15 2-4 * * MON-FRI"),
                                            ("30 0 * * * *", "30 0 * * * *")])
 def test_five_fields_get_a_seconds_field_six_are_kept(given, stored):
     assert schedule.kfp_cron(given) == stored
