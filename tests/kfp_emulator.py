@@ -114,6 +114,11 @@ class KfpEmulator:
                 run = {**body, "run_id": str(uuid.uuid4()), "created_at": self._now(), "state": "PENDING"}
                 self.runs[run["run_id"]] = run
                 return 200, run
+            if (method, path) == ("GET", f"{API}/runs"):
+                experiment = query.get("experiment_id", [None])[0]
+                found = [r for r in self.runs.values()
+                         if self._matches(r, query) and experiment in (None, r["experiment_id"])]
+                return 200, {"runs": self._sorted(found, query), "total_size": len(found)}
             match = re.fullmatch(f"{API}/runs/([^/:]+)", path)
             if method == "GET" and match:
                 run = self.runs.get(match[1])

@@ -4,8 +4,9 @@ Each submitter has `submit(parameters) -> run id` and `status(run id) -> "runnin
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-import time
 from pathlib import Path
 
 PIPELINE = "training"  # the uploaded training pipeline (pipelines/training.py NAME)
@@ -50,13 +51,19 @@ class KfpSubmitter:
         self.service_account, self.pipeline = service_account, pipeline
 
     def submit(self, parameters: dict) -> str:
+        """The run's name is a hash of its parameters, so a retry of the same submission (the same drift
+        check) finds the run it made instead of making a second one."""
         pipeline_id, version_id = latest_version(self.client, self.pipeline, self.host)
         experiment = self.client.create_experiment(self.experiment, namespace=self.namespace)  # found or created
-        run = self.client.run_pipeline(
-            experiment.experiment_id, f"{self.pipeline}-{parameters.get('trigger_reason', 'run')}-"
-                                      f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}",
-            pipeline_id=pipeline_id, version_id=version_id, params=parameters,
-            service_account=self.service_account or None)
+        key = hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:16]
+        name = f"{self.pipeline}-{parameters.get('trigger_reason', 'run')}-{key}"
+        flt = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
+        found = self.client.list_runs(experiment_id=experiment.experiment_id, filter=flt, page_size=1).runs
+        if found:
+            return found[0].run_id
+        run = self.client.run_pipeline(experiment.experiment_id, name, pipeline_id=pipeline_id,
+                                       version_id=version_id, params=parameters,
+                                       service_account=self.service_account or None)
         return run.run_id
 
     def status(self, run_id: str) -> str:

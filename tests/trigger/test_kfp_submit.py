@@ -37,8 +37,9 @@ def test_runs_the_latest_training_version_in_the_named_experiment(kfp):
     run_id = submitter(kfp).submit(PARAMS)
 
     assert kfp.calls() == [("GET", f"{API}/pipelines"), ("GET", f"{API}/pipelines/{pipeline_id}/versions"),
-                           ("GET", f"{API}/experiments"), ("POST", f"{API}/experiments"), ("POST", f"{API}/runs")]
-    lookup, versions, find_exp, create_exp, create_run = kfp.requests
+                           ("GET", f"{API}/experiments"), ("POST", f"{API}/experiments"),
+                           ("GET", f"{API}/runs"), ("POST", f"{API}/runs")]
+    lookup, versions, find_exp, create_exp, find_run, create_run = kfp.requests
     assert json.loads(lookup["query"]["filter"][0])["predicates"] == [
         {"operation": 1, "key": "display_name", "stringValue": "training"}]  # 1: EQUALS
     assert versions["query"]["sort_by"] == ["created_at desc"] and versions["query"]["page_size"] == ["1"]
@@ -51,6 +52,8 @@ def test_runs_the_latest_training_version_in_the_named_experiment(kfp):
     assert body["runtime_config"]["parameters"] == PARAMS
     assert body["service_account"] == "pipeline-runner"
     assert body["display_name"].startswith("training-automated_drift_detection-")
+    assert find_run["query"]["experiment_id"] == [body["experiment_id"]]
+    assert json.loads(find_run["query"]["filter"][0])["predicates"][0]["stringValue"] == body["display_name"]
     assert run_id == next(iter(kfp.runs))
     # the projected service-account token authenticates every request
     assert {r["authorization"] for r in kfp.requests} == {"Bearer projected-sa-token"}
@@ -60,8 +63,11 @@ def test_runs_the_latest_training_version_in_the_named_experiment(kfp):
     kfp.set_run_state(run_id, "SUCCEEDED")
     assert sub.status(run_id) == "succeeded"
     kfp.requests.clear()
-    sub.submit(PARAMS)  # the experiment exists now: found, not created again
-    assert ("POST", f"{API}/experiments") not in kfp.calls() and len(kfp.experiments) == 1 and len(kfp.runs) == 2
+    # a retry of the same submission (the step re-run after a failure) finds its run: no second one
+    assert sub.submit(PARAMS) == run_id and len(kfp.runs) == 1
+    assert ("POST", f"{API}/experiments") not in kfp.calls() and ("POST", f"{API}/runs") not in kfp.calls()
+    other = sub.submit({**PARAMS, "trigger_details": '{"samples": 15000}'})  # another drift check
+    assert other != run_id and len(kfp.runs) == 2 and len(kfp.experiments) == 1
 
 
 def test_a_pipeline_not_uploaded_is_a_clear_error(kfp):
