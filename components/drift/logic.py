@@ -95,17 +95,17 @@ def write_profile(profile: dict, path: str) -> str:
 
 # --- the reference: production version and its profile ---------------------------------------------------
 
-def production_reference(tracking_uri: str, model_name: str) -> tuple[str, dict]:
-    """(production version, its reference profile), the profile's bytes checked against the version's tag."""
+def reference(tracking_uri: str, model_name: str, alias: str = "production") -> tuple[str, dict]:
+    """(version behind `alias`, its reference profile), the profile's bytes checked against the version's tag."""
     import mlflow.artifacts
     from mlflow import MlflowClient
 
     from components.registry import version_by_alias
 
     client = MlflowClient(tracking_uri)
-    mv = version_by_alias(client, model_name, "production")
+    mv = version_by_alias(client, model_name, alias)
     if mv is None:
-        raise DriftError(f"model {model_name!r} has no production version at {tracking_uri}: nothing to compare")
+        raise DriftError(f"model {model_name!r} has no {alias} version at {tracking_uri}: nothing to compare")
     expected = mv.tags.get(PROFILE_TAG)
     if not expected or not mv.run_id:
         raise DriftError(f"model {model_name!r} version {mv.version} has no reference profile ({PROFILE_TAG} tag): "
@@ -279,7 +279,7 @@ def evaluate(table, profile: dict, config: dict) -> tuple[dict, dict]:
 def check(log_uri: str, tracking_uri: str, model_name: str, config: dict, now: datetime | None = None,
           pushgateway_url: str | None = None) -> tuple[dict, dict, dict]:
     """One drift check of the production model: (result, per-feature detail, profile)."""
-    version, profile = production_reference(tracking_uri, model_name)
+    version, profile = reference(tracking_uri, model_name)
     kinds = {f: s["kind"] for f, s in profile["features"].items()}
     table, skipped = read_log(log_uri, model_name, version, kinds, config["window_hours"], now)
     result, detail = evaluate(table, profile, config)
