@@ -64,3 +64,23 @@ def test_a_tampered_profile_or_no_production_is_an_error(mlflow_server, tmp_path
     assert "no production version" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main([*base, "--window-hours", "x"])
+
+
+def test_check_drift_component_writes_metrics_report_and_result(mlflow_server, tmp_path):
+    from kfp.dsl import HTML, Artifact, Metrics
+
+    from components.drift.component import check_drift
+    from tests.unit.test_drift import CONFIG
+
+    client = MlflowClient(mlflow_server)
+    version = version_with_profile(client, "component", tmp_path)
+    writer = InferenceLogger(str(tmp_path / "log"), "component", flush_seconds=0.05)
+    writer.log(frame(500, 3), np.zeros(500, dtype=int), np.zeros(500), version, "stable", ["r"] * 500)
+    writer.close()
+    out = {n: cls(uri=str(tmp_path / n)) for n, cls in (("metrics", Metrics), ("report", HTML), ("result", Artifact))}
+    outputs = check_drift.python_func(log_uri=str(tmp_path / "log"), tracking_uri=mlflow_server,
+                                      model_name="component", drift_config=CONFIG, pushgateway_url="", **out)
+    assert tuple(outputs) == ("insufficient_data", 500, 0.0)
+    assert out["metrics"].metadata["samples"] == 500 and "psi.n0" in out["metrics"].metadata
+    assert json.loads((tmp_path / "result").read_text())["reason"] == "waiting for more data: 500 of 10000"
+    assert "waiting for more data" in (tmp_path / "report").read_text()
