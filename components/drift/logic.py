@@ -155,12 +155,13 @@ def read_log(uri: str, model_name: str, version: str, features: dict[str, str], 
     first = f"{since:%Y-%m-%dT%H}"
     hours = sorted(p for p in hours if p.rsplit("=", 1)[-1] >= first)
     columns = [*features, *META_COLUMNS]
+    categorical = [c for c, k in features.items() if k == "categorical"]  # read as dictionaries: binned once
     tables, skipped = [], []
     for hour in hours:
         for path in sorted(fs.glob(f"{hour}/*.parquet")):
             name = fs.unstrip_protocol(path)
             try:
-                table = pq.read_table(path, columns=columns, filesystem=fs)
+                table = pq.read_table(path, columns=columns, filesystem=fs, read_dictionary=[*categorical, "model_version"])
             except Exception as exc:  # noqa: BLE001 - any unreadable file is reported and skipped
                 skipped.append({"file": name, "reason": f"{type(exc).__name__}: {exc}"})
                 continue
@@ -169,7 +170,9 @@ def read_log(uri: str, model_name: str, version: str, features: dict[str, str], 
                 skipped.append({"file": name, "reason": "numeric feature(s) of another type: " + ", ".join(
                     f"{c} ({table.schema.field(c).type})" for c in wrong)})
                 continue
-            mask = pc.and_(pc.equal(table["model_version"].cast(pa.string()), version),
+            versions = table["model_version"]
+            versions = versions if pa.types.is_dictionary(versions.type) else versions.cast(pa.string())
+            mask = pc.and_(pc.equal(versions, version),
                            pc.greater_equal(table["timestamp"], pa.scalar(since, pa.timestamp("ms", "UTC"))))
             tables.append(table.filter(pc.fill_null(mask, False)).drop_columns(list(META_COLUMNS)))
     for s in skipped:
@@ -183,29 +186,49 @@ def read_log(uri: str, model_name: str, version: str, features: dict[str, str], 
 # --- scoring ----------------------------------------------------------------------------------------------
 
 def current_counts(column, spec: dict) -> np.ndarray:
-    """Counts of a pyarrow column on the reference bins: value bins, [unseen,] null."""
+    """Counts of a pyarrow column on the reference bins: value bins, [unseen,] null (chunk by chunk)."""
+    import pyarrow as pa
+
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    size = len(spec["edges"]) + 2 if spec["kind"] == "numeric" else len(spec["values"]) + 2
+    return sum((_chunk_counts(chunk, spec) for chunk in chunks), np.zeros(size, dtype=np.int64))
+
+
+def _chunk_counts(chunk, spec: dict) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if spec["kind"] == "numeric":
         edges = np.asarray(spec["edges"], dtype=float)
-        x = pc.fill_null(column.cast(pa.float64()), float("nan")).to_numpy(zero_copy_only=False)
+        x = pc.fill_null(chunk.cast(pa.float64()), float("nan")).to_numpy(zero_copy_only=False)
         idx = np.searchsorted(edges, x, side="right")
         idx[np.isnan(x)] = len(edges) + 1  # null bin (NaN in a request reads as null)
         return np.bincount(idx, minlength=len(edges) + 2)
-    values = spec["values"]
+    n = len(spec["values"])
+    if pa.types.is_dictionary(chunk.type):  # bin the dictionary once, then count its indices
+        per_entry = np.bincount(pc.fill_null(chunk.indices, len(chunk.dictionary)).to_numpy(zero_copy_only=False),
+                                minlength=len(chunk.dictionary) + 1)
+        codes = np.append(_codes(chunk.dictionary, spec["values"]), n + 1)
+        return np.bincount(codes, weights=per_entry, minlength=n + 2).astype(np.int64)
+    return np.bincount(_codes(chunk, spec["values"]), minlength=n + 2)
+
+
+def _codes(array, values: list) -> np.ndarray:
+    """Bin of each value: its index among the reference values, len(values) when unseen, +1 when null."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     n = len(values)
-    if len(column) == 0 or pa.types.is_null(column.type):
-        return np.bincount(np.full(len(column), n + 1, dtype=np.int64), minlength=n + 2)
+    if len(array) == 0 or pa.types.is_null(array.type):
+        return np.full(len(array), n + 1, dtype=np.int64)
     try:
-        value_set = pa.array(values).cast(column.type) if values else pa.array([], column.type)
-        idx = pc.index_in(column, value_set=value_set)
+        value_set = pa.array(values).cast(array.type) if values else pa.array([], array.type)
+        idx = pc.index_in(array, value_set=value_set)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # another type than in training: every value unseen
-        idx = pa.nulls(len(column), pa.int32())
+        idx = pa.nulls(len(array), pa.int32())
     codes = pc.fill_null(idx, n).to_numpy(zero_copy_only=False).astype(np.int64)
-    codes[column.is_null().to_numpy(zero_copy_only=False)] = n + 1
-    return np.bincount(codes, minlength=n + 2)
+    codes[array.is_null().to_numpy(zero_copy_only=False)] = n + 1
+    return codes
 
 
 def reference_shares(spec: dict) -> np.ndarray:
