@@ -116,4 +116,4 @@ def test_canary_analysis_on_real_prometheus(start_server, prometheus, pulled, tr
 
     send(canary, few, 30, bad_every=3)  # a third of these canary requests get 422; none of stable's
     assert phases(online) == {"latency-p95": SUCCESSFUL, "error-rate": SUCCESSFUL, "client-error-regression": FAILED,
-                                  "load-shed-regression": SUCCESSFUL}
+                              "load-shed-regression": SUCCESSFUL}
