@@ -9,14 +9,15 @@ from pathlib import Path
 from kfp import compiler
 
 from components.image import DEFAULT_IMAGE
-from pipelines import defaults, training
+from pipelines import defaults, drift_check, training
 
 ROOT = Path(__file__).resolve().parent
 
 
 def pipelines(image: str, root: Path = ROOT) -> dict:
     """Every pipeline of the project, by file stem, built on `image` with defaults from configs/."""
-    return {training.NAME: training.build(defaults.load(root=root), image=image)}
+    return {training.NAME: training.build(defaults.load(root=root), image=image),
+            drift_check.NAME: drift_check.build(defaults.load_drift(root=root), image=image)}
 
 
 def _sorted(value):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from components.contract import ContractError
 from components.dataio import DataError
-from pipelines.defaults import BASELINE, CONFIG, GATES, ConfigError
+from pipelines.defaults import BASELINE, CONFIG, DRIFT, GATES, ConfigError
 from serving.config import SettingsError
 
 HOME = Path(".mlops")
@@ -55,6 +55,37 @@ def cmd_run_training(args) -> int:
         return 1
     print(local.summary(run, data_uri, settings))
     return 0 if run.gate["passed"] else 1
+
+
+def cmd_run_drift_check(args) -> int:
+    from components.drift import logic
+    from mlops import local
+    from pipelines import defaults
+
+    settings = defaults.load_drift(args.drift_config, args.config)
+    config = settings.config if args.window_hours is None else logic.check_config(
+        {**settings.config, "window_hours": args.window_hours}, "--window-hours")
+    log_uri = args.log_uri or os.environ.get("INFERENCE_LOG_URI")
+    if not log_uri:
+        raise ConfigError("no inference log: give --log-uri or set INFERENCE_LOG_URI")
+    tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local.local_tracking_uri(args.home)
+    result, detail, profile = logic.check(absolute(log_uri), tracking_uri, args.model_name or settings.model_name,
+                                          config, pushgateway_url=os.environ.get("PUSHGATEWAY_URL"))
+    result["retraining"] = None
+    if args.report:
+        Path(args.report).write_text(logic.render_html(result, detail, profile))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"drift check of {result['model_name']} version {result['model_version']}: {result['decision']}")
+    print(f"  {result['reason']}")
+    for feature in result["drifted_features"]:
+        print(f"  drifted: {feature} PSI {result['scores'][feature]:.3f}")
+    for skipped in result["skipped_files"]:
+        print(f"  skipped {skipped['file']}: {skipped['reason']}")
+    if result["pushgateway"] and not result["pushgateway"]["pushed"]:
+        print(f"  Pushgateway push failed: {result['pushgateway']['error']}")
+    return 0
 
 
 def cmd_deploy(args) -> int:
@@ -197,6 +228,22 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--namespace", help="namespace of the Rollout (default: deploy.namespace of --config)")
     tr.add_argument("--rollout", help="Rollout or Deployment name (default: deploy.rollout_name of --config)")
     tr.set_defaults(func=cmd_run_training)
+
+    dc = run_sub.add_parser("drift-check", help="one drift check of the production model's inference log, now",
+                            description="Exits 0 whatever the decision; non-zero only on an error. "
+                                        "PUSHGATEWAY_URL, when set, receives the scores.")
+    dc.add_argument("--log-uri", help="inference log folder or fsspec URL (default: INFERENCE_LOG_URI)")
+    dc.add_argument("--model-name", help="registered model (default: registry.model_name of --config)")
+    dc.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else SQLite under "
+                                           "--home)")
+    dc.add_argument("--window-hours", type=float, help="hours of log to read (default: window_hours of "
+                                                       "--drift-config)")
+    dc.add_argument("--drift-config", default=DRIFT, help=f"drift settings (default: {DRIFT})")
+    dc.add_argument("--config", default=CONFIG, help=f"training config (default: {CONFIG})")
+    dc.add_argument("--home", type=Path, default=HOME, help="local state folder (default: .mlops)")
+    dc.add_argument("--report", help="also write the HTML report to this file")
+    dc.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    dc.set_defaults(func=cmd_run_drift_check)
 
     dep = sub.add_parser("deploy", help="deploy a registered model version (canary, rolling or local)",
                          description="The deploy step outside a pipeline. The Kubernetes configuration comes "

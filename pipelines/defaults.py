@@ -9,12 +9,15 @@ import yaml
 
 from components.evaluate.logic import METRICS
 from components.deploy.online import check_online
+from components.drift.logic import DriftError
+from components.drift.logic import check_config as check_drift_config
 from components.gate.logic import GateConfigError, check_gates, finite_number
 from components.train.logic import TrainingConfigError, check_config
 
 CONFIG = "configs/production.yaml"
 GATES = "configs/quality_gates.yaml"
 BASELINE = "configs/baseline_metrics.yaml"
+DRIFT = "configs/drift.yaml"
 
 
 class ConfigError(ValueError):
@@ -70,6 +73,7 @@ def check_deploy(section: dict, path) -> dict:
 # The training pipeline's steps (task names in the compiled YAML); tests/compile checks they agree.
 STEPS = ("validate-data", "train-model", "evaluate-model", "quality-gate", "register-model", "deploy-model",
          "stop-on-failed-gate")
+DRIFT_STEPS = ("check-drift",)  # the drift-check pipeline's
 RESOURCE_KEYS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
 # Kubernetes quantities in the forms KFP accepts: cores ("2", "0.5", "500m") and bytes ("512Mi", "2Gi", "1G")
 _CPU = re.compile(r"((?:\d*\.)?\d+)(m?)")
@@ -93,9 +97,9 @@ def check_resources(section, path) -> dict[str, dict[str, str]]:
     where = f"{path}: resources"
     if not isinstance(section, dict) or not isinstance(section.get("default"), dict):
         raise ConfigError(f"{where}: expected a mapping with a 'default' entry of {list(RESOURCE_KEYS)}")
-    unknown = sorted(set(section) - {"default", *STEPS})
+    unknown = sorted(set(section) - {"default", *STEPS, *DRIFT_STEPS})
     if unknown:
-        raise ConfigError(f"{where}: unknown step(s) {unknown}; steps are {list(STEPS)}")
+        raise ConfigError(f"{where}: unknown step(s) {unknown}; steps are {list(STEPS + DRIFT_STEPS)}")
     for name, entry in section.items():
         if not isinstance(entry, dict) or set(entry) - set(RESOURCE_KEYS):
             raise ConfigError(f"{where}.{name}: expected a mapping of some of {list(RESOURCE_KEYS)}, got {entry!r}")
@@ -103,7 +107,7 @@ def check_resources(section, path) -> dict[str, dict[str, str]]:
     if missing:
         raise ConfigError(f"{where}.default: missing key(s) {missing}")
     steps = {}
-    for step in STEPS:
+    for step in STEPS + DRIFT_STEPS:
         merged = {**section["default"], **section.get(step, {})}
         for key, value in merged.items():
             if not _quantity(key, value):
@@ -130,16 +134,39 @@ class TrainingDefaults:
     rollout_name: str
     timeout_minutes: float
     resources: dict  # step -> CPU/memory requests and limits, set on the tasks at compile time
+    profile_bins: int  # quantile bins of the reference profile (configs/drift.yaml `bins`), set at compile time
 
     def as_arguments(self) -> dict:
-        """The pipeline's parameters (resources are not parameters)."""
-        return {k: v for k, v in asdict(self).items() if k != "resources"}
+        """The pipeline's parameters (resources and profile bins are not parameters)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("resources", "profile_bins")}
+
+
+@dataclass(frozen=True)
+class DriftDefaults:
+    tracking_uri: str
+    model_name: str
+    config: dict  # checked configs/drift.yaml
+    resources: dict
+
+
+def load_drift(drift: str | Path = DRIFT, config: str | Path = CONFIG, root: str | Path = ".") -> DriftDefaults:
+    """The drift check's settings: configs/drift.yaml, and the registry and resources of the training config."""
+    training = load(config=config, drift=drift, root=root)
+    return DriftDefaults(tracking_uri=training.tracking_uri, model_name=training.model_name,
+                         config=read_drift(Path(root, drift)), resources=training.resources)
+
+
+def read_drift(path: str | Path) -> dict:
+    try:
+        return check_drift_config(read_yaml(path), str(path))
+    except DriftError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def load(config: str | Path = CONFIG, gates: str | Path = GATES, baseline: str | Path = BASELINE,
-         root: str | Path = ".") -> TrainingDefaults:
-    """Read and check the three config files (relative paths against `root`)."""
-    config, gates, baseline = (Path(root, p) for p in (config, gates, baseline))
+         root: str | Path = ".", drift: str | Path = DRIFT) -> TrainingDefaults:
+    """Read and check the config files (relative paths against `root`)."""
+    config, gates, baseline, drift = (Path(root, p) for p in (config, gates, baseline, drift))
     doc = read_yaml(config)
     unknown = sorted(set(doc) - {"data", "registry", "training", "deploy", "resources"})
     if unknown:
@@ -165,4 +192,4 @@ def load(config: str | Path = CONFIG, gates: str | Path = GATES, baseline: str |
                             quality_gates=gates_doc, baseline_metrics=baseline_doc,
                             deployment_target=deploy["target"], namespace=deploy["namespace"],
                             rollout_name=deploy["rollout_name"], timeout_minutes=float(deploy["timeout_minutes"]),
-                            resources=resources)
+                            resources=resources, profile_bins=read_drift(drift)["bins"])

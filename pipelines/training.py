@@ -57,7 +57,8 @@ def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE):
     ):
         validate = validate_op(data_uri=data_uri, schema_uri=schema_uri).set_display_name("Validate data")
         train = train_op(validated=validate.outputs["validated"], schema_uri=schema_uri,
-                         training_config=training_config).set_display_name("Train model")
+                         training_config=training_config,
+                         profile_bins=defaults.profile_bins).set_display_name("Train model")
         evaluate = evaluate_op(model=train.outputs["model"], holdout=train.outputs["holdout"],
                                importances=train.outputs["importances"],
                                model_sha256=train.outputs["model_sha256"], schema_uri=schema_uri,
@@ -70,6 +71,7 @@ def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE):
             register = register_op(
                 model=train.outputs["model"], evaluation=evaluate.outputs["evaluation"],
                 gate_report=gate.outputs["gate_report"], importances=train.outputs["importances"],
+                reference_profile=train.outputs["reference_profile"],
                 schema_uri=schema_uri, tracking_uri=tracking_uri, model_name=model_name,
                 training_config=training_config, data_sha256=validate.outputs["data_sha256"],
                 config_sha256=train.outputs["config_sha256"], git_commit=git_commit,

@@ -10,6 +10,7 @@ def register_model(
     evaluation: Input[Artifact],
     gate_report: Input[Artifact],
     importances: Input[Artifact],
+    reference_profile: Input[Artifact],
     schema_uri: str,
     tracking_uri: str,
     model_name: str,
@@ -43,7 +44,7 @@ def register_model(
     result = logic.register(tracking_uri, model_name, model.path, lineage,
                             metrics=loaded["evaluation"]["metrics"], config=training_config,
                             importances=loaded["importances"], gate_report=loaded["gate_report"],
-                            evaluation=loaded["evaluation"])
+                            evaluation=loaded["evaluation"], reference_profile=reference_profile.path)
     registration.metadata.update(result.to_dict())
     with open(registration.path, "w") as fh:
         json.dump(result.to_dict(), fh, indent=2)

@@ -7,6 +7,8 @@ only the copies it made itself, which nobody else points at.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from mlflow.entities.model_registry.model_version_status import ModelVersionStat
 from mlflow.exceptions import MlflowException
 
 from components import lifecycle
+from components.drift.logic import PROFILE_FILE, PROFILE_TAG
 from components.registry import IMPORTANCES_ARTIFACT, MODEL_FILE, ensure_experiment, file_sha256
 
 ALIAS = "staged"
@@ -77,7 +80,7 @@ def _ensure_registered_model(client: MlflowClient, name: str) -> None:
 
 
 def _run_for(client: MlflowClient, experiment_id: str, digest: str, lineage: dict, metrics: dict,
-             config: dict, artifacts: dict[str, dict], model_dir: str) -> tuple[str, bool]:
+             config: dict, artifacts: dict[str, dict], model_dir: str, files: dict[str, str]) -> tuple[str, bool]:
     """(run holding these model bytes, created now): found by the bytes' hash, so a retry of this
     registration reuses its run while another run's model (other bytes) never lands in it."""
     found = client.search_runs([experiment_id], f"tags.model_sha256 = '{digest}'", max_results=1)
@@ -92,6 +95,10 @@ def _run_for(client: MlflowClient, experiment_id: str, digest: str, lineage: dic
     client.log_artifacts(run_id, model_dir, "model")
     for name, content in artifacts.items():
         client.log_dict(run_id, content, name)
+    for name, path in files.items():  # logged byte for byte: their hash tags stay true
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copyfile(path, Path(tmp, name))
+            client.log_artifact(run_id, str(Path(tmp, name)))
     client.set_terminated(run_id, "FINISHED")
     return run_id, not found
 
@@ -127,9 +134,10 @@ def _winner(client: MlflowClient, name: str, content: str, timeout: float):
 
 
 def register(tracking_uri: str, name: str, model_dir: str, lineage: dict[str, str], metrics: dict,
-             config: dict, importances: dict, gate_report: dict, evaluation: dict,
+             config: dict, importances: dict, gate_report: dict, evaluation: dict, reference_profile: str,
              ready_timeout: float = 300.0) -> Registration:
-    """Register `model_dir` under `name` (or find it registered) and point `staged` at it once READY."""
+    """Register `model_dir` under `name` (or find it registered) and point `staged` at it once READY; the
+    reference profile file lands beside the model as reference_profile.json, its hash in a version tag."""
     client = MlflowClient(tracking_uri)
     content = content_hash(model_dir)
     digest = file_sha256(Path(model_dir) / MODEL_FILE)  # the bytes every load is checked against
@@ -142,12 +150,13 @@ def register(tracking_uri: str, name: str, model_dir: str, lineage: dict[str, st
     if existing:  # an earlier attempt created the version, then stopped before the alias
         run_id = existing[0].run_id or ""
     else:
-        lineage = {**lineage, "model_sha256": digest, "content_sha256": content}
+        lineage = {**lineage, "model_sha256": digest, "content_sha256": content,
+                   PROFILE_TAG: file_sha256(reference_profile)}
         attempt = uuid.uuid4().hex
         experiment_id = ensure_experiment(client, name)
         run_id, new_run = _run_for(client, experiment_id, digest, lineage, metrics, config,
                                    {IMPORTANCES_ARTIFACT: importances, "gate_report.json": gate_report,
-                                    "evaluation.json": evaluation}, model_dir)
+                                    "evaluation.json": evaluation}, model_dir, {PROFILE_FILE: reference_profile})
         _ensure_registered_model(client, name)
         source = client.get_run(run_id).info.artifact_uri.rstrip("/") + "/model"
         tags = {**lineage, "registration_attempt": attempt,

@@ -15,11 +15,15 @@ def train_model(
     holdout: Output[Dataset],
     train_metrics: Output[Metrics],
     importances: Output[Artifact],
+    reference_profile: Output[Artifact],
+    profile_bins: int = 10,
 ) -> NamedTuple("TrainOutputs", model_sha256=str, config_sha256=str):
-    """Fit on a stratified split; write the MLflow model, the holdout and permutation importances."""
+    """Fit on a stratified split; write the MLflow model, the holdout, permutation importances and the
+    reference profile of the training split's raw features (what drift is measured against)."""
     import json
 
     from components import contract, dataio
+    from components.drift.logic import build_profile, write_profile
     from components.train import logic
 
     spec = contract.load(schema_uri)
@@ -34,4 +38,6 @@ def train_model(
         train_metrics.log_metric("cv_score", result.cv_score)
     with open(importances.path, "w") as fh:
         json.dump(result.importances, fh, indent=2)
+    reference_profile.metadata["sha256"] = write_profile(
+        build_profile(result.train, spec.features, profile_bins), reference_profile.path)
     return (digest, logic.config_sha256(training_config))

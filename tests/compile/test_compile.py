@@ -15,7 +15,9 @@ STEPS = {"validate-data", "train-model", "evaluate-model", "quality-gate"}
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("compiled")
-    (path,) = compiler_entry.compile_all(out, IMAGE)
+    paths = compiler_entry.compile_all(out, IMAGE)
+    assert [p.name for p in paths] == ["training.yaml", "drift-check.yaml"]
+    path = paths[0]
     docs = list(yaml.safe_load_all(path.read_text()))
     return path, docs[0], docs[1] if len(docs) > 1 else {}
 
@@ -140,3 +142,21 @@ def test_cli_is_deterministic_and_rejects_latest(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "compile.py"), "--output-dir", str(tmp_path / "x"),
                           "--image", "repo/name:latest"], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 1 and "no ':latest'" in bad.stderr
+
+
+def test_drift_check_pipeline(tmp_path):
+    """One uncached step with credentials and resources; configs/drift.yaml as the parameter default."""
+    path = next(p for p in compiler_entry.compile_all(tmp_path, IMAGE) if p.stem == "drift-check")
+    spec, platform = yaml.safe_load_all(path.read_text())
+    assert spec["pipelineInfo"]["name"] == "drift-check"
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == {"check-drift"} and tasks["check-drift"]["cachingOptions"] == {}
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["drift_config"]["defaultValue"] == yaml.safe_load((ROOT / defaults.DRIFT).read_text())
+    assert "defaultValue" not in params["log_uri"]
+    assert set(spec["components"]["comp-check-drift"]["outputDefinitions"]["parameters"]) == {
+        "decision", "samples", "drifted_share"}
+    executor = spec["deploymentSpec"]["executors"]["exec-check-drift"]["container"]
+    assert executor["image"] == IMAGE and executor["resources"]["resourceMemoryLimit"]
+    secret = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-check-drift"]["secretAsEnv"]
+    assert secret[0]["secretName"] == "mlops-credentials"

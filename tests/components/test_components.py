@@ -10,6 +10,7 @@ from components.gate.component import quality_gate
 from components.train.component import train_model
 from components.validate.component import validate_data
 from components.validate.logic import ValidationFailed
+from components import contract as contract_mod
 from components import dataio
 from pipelines import defaults
 from tests.conftest import SCHEMA
@@ -27,14 +28,15 @@ def steps(tmp_path_factory, transactions, mlflow_server):
     dataio.write_table(transactions, str(data))
     out = {name: art(cls, tmp, name) for name, cls in [
         ("validated", Dataset), ("report", Markdown), ("failure_cases", Artifact), ("model", Model),
-        ("holdout", Dataset), ("train_metrics", Metrics), ("importances", Artifact), ("metrics", Metrics),
+        ("holdout", Dataset), ("train_metrics", Metrics), ("importances", Artifact), ("reference_profile", Artifact), ("metrics", Metrics),
         ("classification", ClassificationMetrics), ("comparison", Markdown), ("evaluation", Artifact),
         ("gate_md", Markdown), ("gate_report", Artifact)]}
     out["validate"] = validate_data.python_func(data_uri=str(data), schema_uri=str(SCHEMA), validated=out["validated"],
                                                 report=out["report"], failure_cases=out["failure_cases"])
     out["train"] = train_model.python_func(validated=out["validated"], schema_uri=str(SCHEMA), training_config=FAST,
                                            model=out["model"], holdout=out["holdout"],
-                                           train_metrics=out["train_metrics"], importances=out["importances"])
+                                           train_metrics=out["train_metrics"], importances=out["importances"],
+                                           reference_profile=out["reference_profile"])
     evaluate_model.python_func(model=out["model"], holdout=out["holdout"], importances=out["importances"],
                                model_sha256=out["train"][0], schema_uri=str(SCHEMA), tracking_uri=mlflow_server, model_name="nothing-here",
                                baseline_metrics={"roc_auc": 0.5}, quality_gates=defaults.load().quality_gates,
@@ -58,6 +60,9 @@ def test_train_outputs(steps):
     assert steps["model"].metadata["model_sha256"] == model_sha and len(config_sha) == 64
     assert open(f"{steps['model'].path}/MLmodel").read().count(model_sha) == 1
     assert steps["train_metrics"].metadata["holdout_rows"] == 750
+    profile = json.loads(open(steps["reference_profile"].path).read())
+    assert profile["rows"] == steps["train_metrics"].metadata["train_rows"] and profile["bins"] == 10
+    assert set(profile["features"]) == set(contract_mod.load(str(SCHEMA)).features)
 
 
 def test_evaluate_and_gate_outputs(steps):

@@ -4,6 +4,7 @@ import threading
 import pytest
 from mlflow import MlflowClient
 
+from components.drift.logic import reference, write_profile
 from components.register import logic
 from components.registry import MODEL_FILE, champion, file_sha256, load_model
 from components.train.logic import save_model, train
@@ -23,8 +24,10 @@ def saves(transactions, contract, tmp_path_factory):
 
 
 def register(uri: str, name: str, folder) -> logic.Registration:
+    profile = folder.parent / f"{folder.name}-profile.json"
+    write_profile({"rows": 1, "bins": 10, "features": {}}, str(profile))
     return logic.register(uri, name, str(folder), {"git_commit": "abc"}, {"roc_auc": 0.9}, FAST,
-                          {"amount": 0.1}, GATES, {"metrics": {"roc_auc": 0.9}})
+                          {"amount": 0.1}, GATES, {"metrics": {"roc_auc": 0.9}}, str(profile))
 
 
 def live_versions(client: MlflowClient, name: str, folder) -> list:
@@ -46,6 +49,8 @@ def test_a_name_with_quotes_registers_once_and_loads(mlflow_server, saves):
     client = MlflowClient(mlflow_server)
     mv = client.get_model_version_by_alias(name, "staged")
     assert mv.status == "READY" and mv.tags["model_sha256"] == file_sha256(saves[0] / MODEL_FILE)
+    version, profile = reference(mlflow_server, name, alias="staged")  # beside the model, its hash checked
+    assert version == "1" and profile == {"rows": 1, "bins": 10, "features": {}}
     assert len(live_versions(client, name, saves[0])) == 1
     staged = champion(mlflow_server, name, "staged")  # the bytes registered are the bytes checked
     assert staged.version == "1"

@@ -115,4 +115,5 @@ def test_canary_analysis_on_real_prometheus(start_server, prometheus, pulled, tr
     assert measure(url, stricter["latency-p95"])[0] == FAILED, "the same traffic, judged against half its p95"
 
     send(canary, few, 30, bad_every=3)  # a third of these canary requests get 422; none of stable's
-    assert phases(online) == {"latency-p95": SUCCESSFUL, "error-rate": SUCCESSFUL, "client-error-regression": FAILED}
+    assert phases(online) == {"latency-p95": SUCCESSFUL, "error-rate": SUCCESSFUL, "client-error-regression": FAILED,
+                              "load-shed-regression": SUCCESSFUL}

@@ -66,7 +66,7 @@ DEFAULT = {"cpu_request": "500m", "cpu_limit": 1, "memory_request": "1Gi", "memo
 def test_resources_default_overridden_key_by_key(tmp_path):
     path = _with_resources(tmp_path, {"default": DEFAULT, "train-model": {"cpu_limit": "4", "memory_limit": "8Gi"}})
     resources = defaults.load(path).resources
-    assert set(resources) == set(defaults.STEPS)
+    assert set(resources) == set(defaults.STEPS + defaults.DRIFT_STEPS)
     assert resources["quality-gate"] == {"cpu_request": "500m", "cpu_limit": "1", "memory_request": "1Gi",
                                          "memory_limit": "2Gi"}
     assert resources["train-model"] == {"cpu_request": "500m", "cpu_limit": "4", "memory_request": "1Gi",

@@ -1,0 +1,38 @@
+"""check_drift: the production model's inference log against its reference profile; the decision as output."""
+from typing import NamedTuple
+
+from kfp.dsl import HTML, Artifact, Metrics, Output
+
+from components.image import component
+
+
+@component
+def check_drift(
+    log_uri: str,
+    tracking_uri: str,
+    model_name: str,
+    drift_config: dict,
+    pushgateway_url: str,
+    metrics: Output[Metrics],
+    report: Output[HTML],
+    result: Output[Artifact],
+) -> NamedTuple("DriftOutputs", decision=str, samples=int, drifted_share=float):
+    """Score the last window of the log; push gauges to `pushgateway_url` (empty: PUSHGATEWAY_URL, if set)."""
+    import json
+    import os
+
+    from components.drift import logic
+
+    config = logic.check_config(drift_config, "drift_config")
+    outcome, detail, profile = logic.check(log_uri, tracking_uri, model_name, config,
+                                           pushgateway_url=pushgateway_url or os.environ.get("PUSHGATEWAY_URL"))
+    for feature, value in outcome["scores"].items():
+        metrics.log_metric(f"psi.{feature}", value)
+    metrics.log_metric("samples", outcome["samples"])
+    metrics.log_metric("drifted_share", outcome["drifted_share"])
+    with open(report.path, "w") as fh:
+        fh.write(logic.render_html(outcome, detail, profile))
+    with open(result.path, "w") as fh:
+        json.dump(outcome, fh, indent=2)
+    result.metadata.update({k: outcome[k] for k in ("decision", "samples", "drifted_share", "model_version")})
+    return (outcome["decision"], outcome["samples"], outcome["drifted_share"])

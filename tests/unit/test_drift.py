@@ -1,0 +1,143 @@
+"""Drift scoring on constructed data: the seed's rule, edge cases, the window and the production version."""
+import warnings
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from components.drift import logic
+from serving.inference_log import InferenceLogger
+
+CONFIG = {"min_samples": 10000, "drift_threshold": 0.15, "drifted_share": 0.30, "window_hours": 24, "bins": 10}
+KINDS = {**{f"n{i}": "numeric" for i in range(20)}, **{f"c{i}": "categorical" for i in range(6)},
+         **{f"b{i}": "boolean" for i in range(4)}}
+CATS = ["a", "b", "c", "d"]
+
+
+def frame(rows: int, seed: int, shifted=()) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, kind in KINDS.items():
+        moved = name in shifted
+        if kind == "numeric":
+            out[name] = rng.normal(1.0 if moved else 0.0, 1.0, rows) * 10 + 100
+        elif kind == "categorical":
+            out[name] = rng.choice(CATS, rows, p=[0.1, 0.2, 0.3, 0.4] if moved else [0.4, 0.3, 0.2, 0.1])
+        else:
+            out[name] = rng.random(rows) < (0.7 if moved else 0.2)
+    return pd.DataFrame(out)
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return logic.build_profile(frame(20000, 1), KINDS)
+
+
+def run(current: pd.DataFrame, profile) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result, _ = logic.evaluate(pa.Table.from_pandas(current, preserve_index=False), profile, CONFIG)
+    assert all(np.isfinite(v) for v in [*result["scores"].values(), *result["ks"].values()])
+    return result
+
+
+def test_profile_holds_quantile_bins_and_value_shares(profile):
+    spec = profile["features"]["n0"]
+    assert len(spec["edges"]) == 9 and spec["edges"] == sorted(spec["edges"])
+    assert np.allclose(spec["shares"], 0.1, atol=0.002) and spec["null_share"] == 0
+    assert profile["features"]["c0"]["values"] == CATS
+    assert np.allclose(profile["features"]["c0"]["shares"], [0.4, 0.3, 0.2, 0.1], atol=0.02)
+    assert profile["features"]["b0"]["values"] == [False, True]
+
+
+def test_no_drift_flags_nothing(profile):
+    result = run(frame(12000, 2), profile)
+    assert result["decision"] == "no_drift" and result["drifted_features"] == []
+    assert max(result["scores"].values()) < 0.02 and max(result["ks"].values()) < 0.03
+
+
+def test_twelve_of_thirty_shifted_are_exactly_flagged_and_retraining_due(profile):
+    shifted = [*(f"n{i}" for i in range(8)), "c0", "c1", "b0", "b1"]
+    result = run(frame(12000, 3, shifted), profile)
+    assert sorted(result["drifted_features"]) == sorted(shifted)
+    assert result["decision"] == "retrain" and result["drifted_share"] == pytest.approx(12 / 30, abs=1e-6)
+    assert result["samples"] == 12000 and len(result["scores"]) == 30
+    assert all(result["ks"][f] > 0.3 for f in shifted if f.startswith("n"))
+
+
+def test_five_of_thirty_flagged_but_not_due(profile):
+    shifted = ["n1", "n5", "n9", "c3", "b2"]
+    result = run(frame(12000, 4, shifted), profile)
+    assert sorted(result["drifted_features"]) == sorted(shifted)
+    assert result["decision"] == "no_drift"
+
+
+def test_under_min_samples_no_decision(profile):
+    result = run(frame(9999, 5, [f"n{i}" for i in range(20)]), profile)
+    assert result["decision"] == "insufficient_data" and result["drifted_features"] == []
+    assert result["reason"] == "waiting for more data: 9999 of 10000"
+
+
+def test_unseen_categories_constant_features_empty_bins_and_nulls():
+    reference = pd.DataFrame({"const": np.full(1000, 5.0), "cat": ["x"] * 600 + ["y"] * 400,
+                              "gap": np.r_[np.zeros(500), np.ones(500)],
+                              "holes": np.r_[np.arange(900.0), [np.nan] * 100], "flag": [True] * 1000})
+    kinds = {"const": "numeric", "cat": "categorical", "gap": "numeric", "holes": "numeric", "flag": "boolean"}
+    profile = logic.build_profile(reference, kinds)
+    assert profile["features"]["const"]["edges"] == [5.0] or profile["features"]["const"]["edges"] == []
+    assert profile["features"]["holes"]["null_share"] == pytest.approx(0.1)
+    current = pd.DataFrame({"const": [5.0] * 10000 + [None] * 2000, "cat": ["z"] * 6000 + [None] * 6000,
+                            "gap": np.full(12000, 0.5), "holes": [None] * 12000, "flag": [False] * 12000})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result, detail = logic.evaluate(pa.Table.from_pandas(current, preserve_index=False), profile, CONFIG)
+    for feature, d in detail.items():
+        assert np.isfinite(d["psi"]) and np.isfinite(d["current"]).all(), feature
+    assert detail["cat"]["current"][-2:] == [0.5, 0.5]  # unseen bin, null bin
+    assert detail["holes"]["ks"] is None  # no values to compare
+    assert set(result["drifted_features"]) == {"const", "cat", "holes", "flag", "gap"}
+    assert "<svg" in logic.render_html({**result, "skipped_files": []}, detail, profile)
+
+
+def test_psi_is_finite_and_zero_on_equal_shares():
+    assert logic.psi(np.array([0.5, 0.5, 0.0]), np.array([0.5, 0.5, 0.0])) == 0
+    assert np.isfinite(logic.psi(np.array([1.0, 0.0]), np.array([0.0, 1.0])))
+
+
+def test_window_scores_only_the_production_versions_rows(tmp_path, profile):
+    writer = InferenceLogger(str(tmp_path / "log"), "fraud", flush_seconds=0.05)
+    for version, shifted, rows in (("3", (), 10500), ("4", tuple(KINDS), 4000)):
+        data = frame(rows, int(version), shifted)
+        writer.log(data, np.zeros(rows, dtype=int), np.zeros(rows), version, "stable", [f"r{i}" for i in range(rows)])
+    writer.close()
+    table, skipped = logic.read_log(str(tmp_path / "log"), "fraud", "3", KINDS, 24)
+    assert table.num_rows == 10500 and skipped == [] and table.column_names == list(KINDS)
+    result, _ = logic.evaluate(table, profile, CONFIG)
+    assert result["decision"] == "no_drift"
+    later = datetime.now(timezone.utc).replace(year=datetime.now().year + 1)
+    assert logic.read_log(str(tmp_path / "log"), "fraud", "3", KINDS, 24, now=later)[0].num_rows == 0
+
+
+def test_unreadable_files_are_skipped_by_name_and_the_others_count(tmp_path, profile):
+    writer = InferenceLogger(str(tmp_path), "fraud", flush_seconds=0.05)
+    writer.log(frame(100, 7), np.zeros(100, dtype=int), np.zeros(100), "3", "stable", ["r"] * 100)
+    writer.close()
+    hour = next((tmp_path / "model=fraud").iterdir())
+    frame(5, 8).drop(columns=["n3"]).to_parquet(hour / "missing.parquet")
+    frame(5, 8).astype({"n4": str}).assign(model_version="3", timestamp=pd.Timestamp.now(tz="UTC")).to_parquet(
+        hour / "typed.parquet")
+    table, skipped = logic.read_log(str(tmp_path), "fraud", "3", KINDS, 24)
+    assert table.num_rows == 100
+    assert [(s["file"].rsplit("/", 1)[-1], "n4" in s["reason"] or "n3" in s["reason"]) for s in skipped] == [
+        ("missing.parquet", True), ("typed.parquet", True)]
+    with pytest.raises(logic.DriftError, match="no such folder"):
+        logic.read_log(str(tmp_path / "nowhere"), "fraud", "3", KINDS, 24)
+
+
+@pytest.mark.parametrize("change, message", [({"bins": 0}, "bins"), ({"drifted_share": 1.5}, "drifted_share"),
+                                             ({"extra": 1}, "unknown key"), ({"window_hours": "x"}, "window_hours")])
+def test_config_errors_name_the_key(change, message):
+    with pytest.raises(logic.DriftError, match=message):
+        logic.check_config({**CONFIG, **change}, "configs/drift.yaml")
