@@ -72,6 +72,13 @@ def cmd_run_drift_check(args) -> int:
     result, detail, profile = logic.check(absolute(log_uri), tracking_uri, args.model_name or settings.model_name,
                                           config, pushgateway_url=os.environ.get("PUSHGATEWAY_URL"))
     result["retraining"] = None
+    if args.training_data:  # retraining when due: a local training run, once (components.trigger)
+        from components.trigger import logic as trigger, submit
+
+        submitter = submit.local_submitter(tracking_uri, result["model_name"])
+        result["retraining"] = trigger.trigger(result, tracking_uri=tracking_uri, model_name=result["model_name"],
+                                               training_data_uri=absolute(args.training_data),
+                                               submit=submitter.submit, status=submitter.status)
     if args.report:
         Path(args.report).write_text(logic.render_html(result, detail, profile))
     if args.json:
@@ -85,6 +92,9 @@ def cmd_run_drift_check(args) -> int:
         print(f"  skipped {skipped['file']}: {skipped['reason']}")
     if result["pushgateway"] and not result["pushgateway"]["pushed"]:
         print(f"  Pushgateway push failed: {result['pushgateway']['error']}")
+    if result["retraining"] is not None:
+        retraining = result["retraining"]
+        print(f"  retraining: {'submitted run ' + retraining['run'] if retraining['submitted'] else retraining['reason']}")
     return 0
 
 
@@ -238,6 +248,8 @@ def parser() -> argparse.ArgumentParser:
                                            "--home)")
     dc.add_argument("--window-hours", type=float, help="hours of log to read (default: window_hours of "
                                                        "--drift-config)")
+    dc.add_argument("--training-data", help="labelled data to retrain on when retraining is due (a local training "
+                                            "run, at most once per cooldown); without it nothing is submitted")
     dc.add_argument("--drift-config", default=DRIFT, help=f"drift settings (default: {DRIFT})")
     dc.add_argument("--config", default=CONFIG, help=f"training config (default: {CONFIG})")
     dc.add_argument("--home", type=Path, default=HOME, help="local state folder (default: .mlops)")

@@ -73,7 +73,7 @@ def check_deploy(section: dict, path) -> dict:
 # The training pipeline's steps (task names in the compiled YAML); tests/compile checks they agree.
 STEPS = ("validate-data", "train-model", "evaluate-model", "quality-gate", "register-model", "deploy-model",
          "stop-on-failed-gate")
-DRIFT_STEPS = ("check-drift",)  # the drift-check pipeline's
+DRIFT_STEPS = ("check-drift", "trigger-retraining")  # the drift-check pipeline's
 RESOURCE_KEYS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
 # Kubernetes quantities in the forms KFP accepts: cores ("2", "0.5", "500m") and bytes ("512Mi", "2Gi", "1G")
 _CPU = re.compile(r"((?:\d*\.)?\d+)(m?)")

@@ -2,6 +2,7 @@
 from kfp import dsl
 
 from components.drift.component import check_drift
+from components.trigger.component import trigger_retraining
 from components.image import DEFAULT_IMAGE, with_image
 from pipelines.defaults import DriftDefaults
 from pipelines.training import with_credentials, with_resources
@@ -11,23 +12,38 @@ NAME = "drift-check"
 
 def build(defaults: DriftDefaults, image: str = DEFAULT_IMAGE):
     """The drift-check pipeline on `image`, its parameter defaults taken from `defaults`."""
-    check_op = with_image(check_drift, image)
+    check_op, trigger_op = with_image(check_drift, image), with_image(trigger_retraining, image)
 
     @dsl.pipeline(name=NAME, description="Compare the inputs the production model served in the last window "
                                          "(its inference log) with its training data: PSI per feature, and "
-                                         "the seed's decision whether retraining is due.")
+                                         "the seed's decision whether retraining is due; when it is, submit "
+                                         "one training run on `training_data_uri` (not again while it runs or "
+                                         "within `cooldown_hours`).")
     def drift_check(
         log_uri: str,
         tracking_uri: str = defaults.tracking_uri,
         model_name: str = defaults.model_name,
         drift_config: dict = defaults.config,
         pushgateway_url: str = "",
+        training_data_uri: str = "",
+        kfp_host: str = "",
+        kfp_namespace: str = "",
+        experiment_name: str = "drift-retraining",
+        service_account: str = "mlops-pipeline-runner",
+        cooldown_hours: float = 6.0,
     ):
         check = check_op(log_uri=log_uri, tracking_uri=tracking_uri, model_name=model_name,
                          drift_config=drift_config, pushgateway_url=pushgateway_url).set_display_name("Check drift")
         # a new log every hour under the same URI, and a push: never answered from the cache
-        check.set_caching_options(False)
-        with_resources(check, defaults.resources[check.component_spec.name])
-        with_credentials(check)
+        with dsl.If(check.outputs["decision"] == "retrain", name="retraining-due"):
+            trigger = trigger_op(drift_result=check.outputs["result"], tracking_uri=tracking_uri, model_name=model_name,
+                                 training_data_uri=training_data_uri, kfp_host=kfp_host, kfp_namespace=kfp_namespace,
+                                 experiment_name=experiment_name, service_account=service_account,
+                                 cooldown_hours=cooldown_hours, drift_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                 ).set_display_name("Trigger retraining")
+        for task in (check, trigger):
+            task.set_caching_options(False)
+            with_resources(task, defaults.resources[task.component_spec.name])
+            with_credentials(task)
 
     return drift_check

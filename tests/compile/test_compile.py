@@ -145,12 +145,19 @@ def test_cli_is_deterministic_and_rejects_latest(tmp_path):
 
 
 def test_drift_check_pipeline(tmp_path):
-    """One uncached step with credentials and resources; configs/drift.yaml as the parameter default."""
+    """Check drift, then trigger retraining only when it is due; both uncached, with credentials and
+    resources; configs/drift.yaml as the parameter default."""
     path = next(p for p in compiler_entry.compile_all(tmp_path, IMAGE) if p.stem == "drift-check")
     spec, platform = yaml.safe_load_all(path.read_text())
     assert spec["pipelineInfo"]["name"] == "drift-check"
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"check-drift"} and tasks["check-drift"]["cachingOptions"] == {}
+    assert set(tasks) == {"check-drift", "condition-1"} and tasks["check-drift"]["cachingOptions"] == {}
+    assert tasks["condition-1"]["triggerPolicy"]["condition"] == \
+        "inputs.parameter_values['pipelinechannel--check-drift-decision'] == 'retrain'"
+    (trigger,) = spec["components"]["comp-condition-1"]["dag"]["tasks"].values()
+    assert trigger["componentRef"]["name"] == "comp-trigger-retraining" and trigger["cachingOptions"] == {}
+    assert trigger["inputs"]["artifacts"]["drift_result"]["componentInputArtifact"] == \
+        "pipelinechannel--check-drift-result"  # the check's result, passed into the condition
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["drift_config"]["defaultValue"] == yaml.safe_load((ROOT / defaults.DRIFT).read_text())
     assert "defaultValue" not in params["log_uri"]
@@ -158,5 +165,6 @@ def test_drift_check_pipeline(tmp_path):
         "decision", "samples", "drifted_share"}
     executor = spec["deploymentSpec"]["executors"]["exec-check-drift"]["container"]
     assert executor["image"] == IMAGE and executor["resources"]["resourceMemoryLimit"]
-    secret = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-check-drift"]["secretAsEnv"]
-    assert secret[0]["secretName"] == "mlops-credentials"
+    for step in ("check-drift", "trigger-retraining"):
+        secret = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][f"exec-{step}"]["secretAsEnv"]
+        assert secret[0]["secretName"] == "mlops-credentials"
