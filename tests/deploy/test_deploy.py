@@ -279,3 +279,35 @@ def test_the_default_timeout_follows_the_rollouts_own_steps():
     assert kube.expected_seconds({"spec": {"progressDeadlineSeconds": 60}}) == 60 + kube.MARGIN_SECONDS
     with pytest.raises(kube.KubeError, match="'30 minutes'"):
         kube.seconds("30 minutes")
+
+
+def test_mlops_deploy_cli(cluster, registry, capsys):
+    from mlops.cli import main
+
+    Argo(cluster)
+    client, name = registry
+    common = ["--tracking-uri", client.tracking_uri, "--model-name", name, "--namespace", NS, "--rollout", ROLLOUT,
+              "--config", str(ROOT / "configs/production.yaml"), "--gates", str(ROOT / "configs/quality_gates.yaml")]
+    assert main(["deploy", "--model-version", "1", "--target", "canary", *common]) == 0
+    assert "production: version none -> 1" in capsys.readouterr().out
+    client.set_model_version_tag(name, "2", "gate_passed", "false")
+    assert main(["deploy", "--model-version", "2", "--target", "canary", *common]) == 1
+    assert "never passed the quality gates; use --force" in capsys.readouterr().err
+    assert production(registry) == "1"
+
+
+def test_an_unreachable_api_server_is_a_clear_error(registry, tmp_path, monkeypatch):
+    from tests.conftest import free_port
+
+    port = free_port()  # nothing listens there
+    config = tmp_path / "kubeconfig"
+    config.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    monkeypatch.setattr(kube, "RETRIES", 2)
+    with pytest.raises(kube.KubeError, match=f"cannot get Rollout {NS}/{ROLLOUT}: API server unreachable"):
+        run(registry, 1)
+    assert state(registry, 1)[0] == "staged" and production(registry) is None
