@@ -16,7 +16,7 @@ def build(defaults: DriftDefaults, image: str = DEFAULT_IMAGE):
 
     @dsl.pipeline(name=NAME, description="Compare the inputs the production model served in the last window "
                                          "(its inference log) with its training data: PSI per feature, and "
-                                         "the seed's decision whether retraining is due; when it is, submit "
+                                         "the guide's decision whether retraining is due; when it is, submit "
                                          "one training run on `training_data_uri` (not again while it runs or "
                                          "within `cooldown_hours`).")
     def drift_check(

@@ -271,7 +271,7 @@ def score(table, profile: dict) -> dict:
 
 
 def decide(samples: int, scores: dict[str, float], config: dict) -> dict:
-    """The seed's rule: no decision under min_samples rows; retrain when more than drifted_share of the
+    """The guide's rule: no decision under min_samples rows; retrain when more than drifted_share of the
     features score above drift_threshold."""
     drifted = sorted((f for f, s in scores.items() if s > config["drift_threshold"]), key=lambda f: -scores[f])
     share = len(drifted) / len(scores) if scores else 0.0

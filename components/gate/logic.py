@@ -1,6 +1,6 @@
 """Quality gates: each metric against absolute bounds and, optionally, the baseline. Gates fail closed.
 
-The gates file (configs/quality_gates.yaml) has the seed's format:
+The gates file (configs/quality_gates.yaml) has the guide's format:
 
     metrics:
       accuracy:

@@ -107,7 +107,7 @@ def test_canary_analysis_on_real_prometheus(start_server, prometheus, pulled, tr
     send(stable, few, 40)
     time.sleep(2.5)
     (p95,) = measured(ONLINE)["latency-p95"][1]
-    # The seed's 100 ms, or twice the p95 that Prometheus saw on a machine too busy to meet it: the real
+    # The guide's 100 ms, or twice the p95 that Prometheus saw on a machine too busy to meet it: the real
     # server cannot be made reliably slower than that under load (test_canary_analysis.py has slow pods).
     online = {**ONLINE, "max_latency_p95_seconds": round(max(ONLINE["max_latency_p95_seconds"], 2 * p95), 3)}
     assert phases(online) == dict.fromkeys(MEASURED, SUCCESSFUL)

@@ -1,4 +1,4 @@
-"""Drift scoring on constructed data: the seed's rule, edge cases, the window and the production version."""
+"""Drift scoring on constructed data: the guide's rule, edge cases, the window and the production version."""
 import warnings
 from datetime import datetime, timezone
 

@@ -11,7 +11,7 @@ from components.gate import logic as gate
 from components.registry import Champion
 from tests.unit.test_train import FAST
 
-# configs/quality_gates.yaml as the seed prints it, comments and all
+# configs/quality_gates.yaml as the guide prints it, comments and all
 SEED_GATES = """\
 # configs/quality_gates.yaml
 metrics:
