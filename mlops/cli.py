@@ -22,6 +22,13 @@ def absolute(uri: str) -> str:
     return uri if "://" in uri else str(Path(uri).resolve())
 
 
+def registry_uri(args) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else the local SQLite store under --home."""
+    from mlops import local
+
+    return args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local.local_tracking_uri(args.home)
+
+
 def cmd_run_training(args) -> int:
     from components import contract, dataio
     from components.gate.logic import check_gates
@@ -59,7 +66,6 @@ def cmd_run_training(args) -> int:
 
 def cmd_run_drift_check(args) -> int:
     from components.drift import logic
-    from mlops import local
     from pipelines import defaults
 
     settings = defaults.load_drift(args.drift_config, args.config)
@@ -68,7 +74,7 @@ def cmd_run_drift_check(args) -> int:
     log_uri = args.log_uri or os.environ.get("INFERENCE_LOG_URI")
     if not log_uri:
         raise ConfigError("no inference log: give --log-uri or set INFERENCE_LOG_URI")
-    tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local.local_tracking_uri(args.home)
+    tracking_uri = registry_uri(args)
     result, detail, profile = logic.check(absolute(log_uri), tracking_uri, args.model_name or settings.model_name,
                                           config, pushgateway_url=os.environ.get("PUSHGATEWAY_URL"))
     result["retraining"] = None
@@ -99,21 +105,16 @@ def cmd_run_drift_check(args) -> int:
 
 
 def cmd_deploy(args) -> int:
-    import os
-
     from components.deploy import kube, logic, online
-    from mlops import local
     from pipelines import defaults
 
     settings = defaults.load(args.config, args.gates)
-    tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local.local_tracking_uri(args.home)
     try:
-        result = logic.deploy(tracking_uri, args.model_name or settings.model_name, args.model_version, args.target,
+        result = logic.deploy(registry_uri(args), args.model_name or settings.model_name, args.model_version, args.target,
                               namespace=args.namespace or settings.namespace,
                               rollout=args.rollout or settings.rollout_name,
                               timeout_seconds=args.timeout or settings.timeout_minutes * 60 or None,
-                              online=online.check_online(settings.quality_gates, args.gates)
-                              if "online" in settings.quality_gates else None, force=args.force,
+                              online=online.online_of(settings.quality_gates, args.gates), force=args.force,
                               output_dir=args.output_dir)
     except (logic.DeployError, kube.KubeError) as exc:
         print(f"mlops: deploy failed: {exc}", file=sys.stderr)

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from components.evaluate.logic import METRICS
-from components.deploy.online import check_online
+from components.deploy.online import online_of
 from components.drift.logic import DriftError
 from components.drift.logic import check_config as check_drift_config
 from components.gate.logic import GateConfigError, check_gates, finite_number
@@ -182,8 +182,7 @@ def load(config: str | Path = CONFIG, gates: str | Path = GATES, baseline: str |
     try:
         check_config(doc.get("training"), f"{config} (training)")
         check_gates(gates_doc, str(gates))
-        if "online" in gates_doc:
-            check_online(gates_doc, str(gates))
+        online_of(gates_doc, str(gates))
     except (TrainingConfigError, GateConfigError) as exc:
         raise ConfigError(str(exc)) from exc
     check_baseline(baseline_doc, baseline)

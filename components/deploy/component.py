@@ -29,8 +29,7 @@ def deploy_model(
     os.makedirs(deployment.path, exist_ok=True)
     result = logic.deploy(tracking_uri, model_name, model_version, deployment_target, namespace=namespace,
                           rollout=rollout_name, timeout_seconds=timeout_minutes * 60 or None,
-                          online=online.check_online(quality_gates, "quality_gates parameter")
-                          if "online" in quality_gates else None,
+                          online=online.online_of(quality_gates, "quality_gates parameter"),
                           pipeline_run=pipeline_run_id, output_dir=deployment.path)
     deployment.metadata.update(result.to_dict())
     with open(os.path.join(deployment.path, "deployment.json"), "w") as fh:

@@ -7,6 +7,7 @@ backoff; a 403 names the verb and resource the service account lacks.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import time
@@ -69,8 +70,6 @@ def forbidden(verb: str, what: str, exc: ApiException) -> KubeError:
 
 
 def _reason(exc: ApiException) -> str:
-    import json
-
     try:
         return json.loads(exc.body).get("message") or exc.reason
     except (TypeError, ValueError, AttributeError):

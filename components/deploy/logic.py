@@ -57,16 +57,15 @@ def _version(client: MlflowClient, name: str, version: str):
 def check_deployable(mv, force: bool) -> None:
     """Only a version that passed the gates and was not rejected, unless forced. An archived version
     may be deployed again: that is how a user rolls back."""
-    state = lifecycle.state(mv)
     if force:
         return
     if mv.tags.get("gate_passed") != "true":
         raise DeployError(f"model {mv.name!r} version {mv.version} never passed the quality gates; "
                           "use --force to deploy it anyway")
-    if state == "rejected":
+    if lifecycle.state(mv) == "rejected":
+        past = lifecycle.history(mv)
         raise DeployError(f"model {mv.name!r} version {mv.version} was rejected "
-                          f"({lifecycle.history(mv)[-1]['reason'] if lifecycle.history(mv) else 'no reason'}); "
-                          "use --force to deploy it anyway")
+                          f"({past[-1]['reason'] if past else 'no reason'}); use --force to deploy it anyway")
 
 
 def _promote(client, name: str, version: str, previous: str | None, reason: str, run: str) -> None:

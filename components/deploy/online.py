@@ -46,6 +46,11 @@ def check_online(doc: dict, source: str = "quality gates") -> dict:
     return {key: online[key] for key in ONLINE_KEYS}
 
 
+def online_of(doc: dict, source: str = "quality gates") -> dict | None:
+    """The checked `online` section of the gates document, or None when it has none (the guide's own file)."""
+    return check_online(doc, source) if isinstance(doc, dict) and "online" in doc else None
+
+
 def plain_number(value: float) -> str:
     """A number as an expr-lang literal for the analysis conditions: plain decimal, never `1e-05`."""
     return format(Decimal(repr(value)), "f")
