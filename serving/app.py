@@ -61,22 +61,32 @@ class Admission:
     event loop's time goes to the admitted requests rather than to refusing the others.
     """
 
+    current: "Admission | None" = None  # this process's, for serving.shedding
+
     def __init__(self, app, worker: "Worker"):
         self.app, self.worker, self.in_flight = app, worker, 0
         self.limit = worker.settings.max_in_flight
+        Admission.current = self
+
+    def admit(self) -> bool:
+        """Take a slot for one prediction request, if there is one."""
+        if self.in_flight >= self.limit:
+            return False
+        self.in_flight += 1
+        return True
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or not is_prediction(scope):
             return await self.app(scope, receive, send)
         scope["request_id"] = request_id = request_id_of(scope)
-        if self.in_flight >= self.limit:  # no body read, no queueing
+        # a request serving.shedding admitted while parsing it holds its slot already
+        if not scope.pop("admitted", False) and not self.admit():  # no body read, no queueing
             metrics.SHED.labels(*self.worker.labels()).inc()
             await send({"type": "http.response.start", "status": 503, "headers": [
                 (b"content-type", b"application/json"), (b"retry-after", str(RETRY_AFTER).encode()),
                 (b"x-request-id", request_id.encode())]})
             await send({"type": "http.response.body", "body": SHED_BODY})
             return
-        self.in_flight += 1
         try:
             await self.app(scope, receive, send)
         finally:

@@ -1,0 +1,128 @@
+"""Shedding in the HTTP parser (serving.shedding) on a real uvicorn server, over raw sockets.
+
+The prediction app here holds each admitted request until the test releases it, so which requests are over
+MAX_IN_FLIGHT is known exactly.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+
+from serving import app as serving_app
+from serving.config import Settings
+from serving.shedding import SheddingProtocol
+from tests.conftest import free_port
+
+
+class Held:
+    """An ASGI app answering 200 to a prediction only once `release` is set; other paths at once."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.calls = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        self.calls += 1
+        if serving_app.is_prediction(scope):
+            while not self.release.is_set():
+                await asyncio.sleep(0.01)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.fixture
+def server():
+    held = Held()
+    gate = serving_app.Admission(held, serving_app.Worker(Settings(model_path="unused", max_in_flight=1)))
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(gate, host="127.0.0.1", port=port, http=SheddingProtocol, lifespan="off",
+                                        log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield port, held, gate
+    held.release.set()
+    srv.should_exit = True
+    thread.join(10)
+    serving_app.Admission.current = None
+
+
+def post(path: str = "/invocations", body: bytes = b'{"instances": [{}]}', headers: str = "") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{headers}"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+class Conn:
+    """A keep-alive connection: send raw bytes, read whole responses in order."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.reader = self.sock.makefile("rb")
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def answer(self) -> tuple[int, dict, bytes]:
+        """The next response: status, headers (lower-case names), body."""
+        status = self.reader.readline()
+        assert status, "connection closed"
+        headers = {}
+        for line in iter(self.reader.readline, b"\r\n"):
+            name, _, value = line.decode().rstrip("\r\n").partition(": ")
+            headers[name.lower()] = value
+        return int(status.split()[1]), headers, self.reader.read(int(headers["content-length"]))
+
+    def closed(self) -> bool:
+        return self.reader.read(1) == b""
+
+
+def test_over_the_limit_a_prediction_gets_the_503_at_once_and_the_connection_goes_on(server):
+    port, held, gate = server
+    first = Conn(port)
+    first.send(post())  # takes the one slot, held
+    deadline = time.monotonic() + 10
+    while gate.in_flight < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    calls = held.calls
+
+    second = Conn(port)
+    second.send(post("/v1/models/m:predict", b"x" * 3_000_000, "X-Request-ID: caller-7\r\n"))
+    status, headers, body = second.answer()
+    assert status == 503 and headers["retry-after"] == "1" and headers["x-request-id"] == "caller-7"
+    assert headers["content-type"] == "application/json" and "MAX_IN_FLIGHT" in json.loads(body)["error"]
+    assert "server" not in headers  # answered by the parser, not through uvicorn's ASGI cycle
+    assert held.calls == calls and gate.in_flight == 1  # the app never saw it, the slot is not taken
+
+    # the same connection carries on: the shed body was skipped, the next request parsed whole
+    second.send(b"GET /v1/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert second.answer()[0] == 200
+    second.send(post(headers="Connection: close\r\n"))
+    status, headers, _ = second.answer()
+    assert status == 503 and headers["connection"] == "close" and second.closed()
+
+    held.release.set()
+    assert first.answer()[0] == 200 and gate.in_flight == 0
+    third = Conn(port)
+    third.send(post())
+    assert third.answer()[0] == 200  # the slot came back
+
+
+def test_pipelined_requests_are_answered_in_order(server):
+    port, held, gate = server
+    held.release.set()
+    conn = Conn(port)
+    conn.send(post() + b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n" + post())
+    assert [conn.answer()[0] for _ in range(3)] == [200, 200, 200]
+    assert gate.in_flight == 0
