@@ -430,9 +430,10 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--version", help="version name (default: the short git commit; '<commit>-dirty' with "
                                       "--allow-dirty)")
     up.add_argument("--allow-dirty", action="store_true", help="upload from a work tree with uncommitted changes")
-    up.add_argument("--compiled-dir", help="upload the files compiled here (python compile.py --git-commit ...); "
-                                           "default: compile now")
-    up.add_argument("--image", help="component image when compiling now (default: compile.py's)")
+    source = up.add_mutually_exclusive_group()
+    source.add_argument("--compiled-dir", help="upload the files compiled here (python compile.py --git-commit ...); "
+                                               "default: compile now")
+    source.add_argument("--image", help="component image when compiling now (default: compile.py's)")
     up.set_defaults(func=cmd_upload)
 
     submit = sub.add_parser("submit", help="submit a run of an uploaded pipeline").add_subparsers(
