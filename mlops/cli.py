@@ -136,6 +136,25 @@ def cmd_data_generate(args) -> int:
     return 0
 
 
+def cmd_data_validate(args) -> int:
+    from components import contract, dataio
+    from components.validate import logic
+
+    spec = contract.load(args.schema)
+    try:
+        _, report = logic.validate(dataio.read_table(args.data), spec, source=args.data)
+    except logic.ValidationFailed as failed:
+        report = failed.report
+    if args.report:
+        with open(args.report, "a") as fh:
+            fh.write(report.to_markdown())
+    if not report.passed:
+        print(f"mlops: error: {report.summary()}", file=sys.stderr)
+        return 1
+    print(f"{args.data}: {report.rows:,} rows, {report.columns} columns, valid against {report.contract}")
+    return 0
+
+
 def cmd_schema_infer(args) -> int:
     from components import contract, dataio
 
@@ -190,7 +209,7 @@ def cmd_schedule(args) -> int:
     from mlops import schedule
 
     try:
-        client = kfp_client(args.host, args.namespace)
+        client = kfp_client(args.host, args.namespace, args.token)
         if args.action == "drift-check":
             package = args.package if Path(args.package).is_file() else None
             run, uploaded, replaced = schedule.create_or_update(
@@ -213,6 +232,56 @@ def cmd_schedule(args) -> int:
     except (SubmitError, ApiException, HTTPError) as exc:
         print(f"mlops: error: KFP at {args.host}: {getattr(exc, 'reason', None) or exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_upload(args) -> int:
+    from kfp_server_api.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    from components.trigger.submit import SubmitError, kfp_client
+    from mlops import upload
+
+    version = upload.version_for(upload.head(), args.version, args.allow_dirty)
+    if args.compiled_dir is not None:
+        upload.packages(args.compiled_dir, version)  # checked before connecting
+    try:
+        client = kfp_client(args.host, args.namespace, args.token)
+        done = upload.upload(client, version, args.compiled_dir, args.image, args.namespace)
+    except (ApiException, HTTPError) as exc:
+        print(f"mlops: error: {upload.kfp_error(exc, args.host, args.namespace)}", file=sys.stderr)
+        return 1
+    except SubmitError as exc:
+        print(f"mlops: error: {exc}", file=sys.stderr)
+        return 1
+    for item in done:
+        print({"created": f"{item.pipeline}: created the pipeline with version '{item.version}'",
+               "added": f"{item.pipeline}: added version '{item.version}'",
+               "exists": f"{item.pipeline}: version '{item.version}' is already uploaded; nothing to do",
+               }[item.outcome] + f" (pipeline {item.pipeline_id}, version {item.version_id})")
+    print(f"training runs of version '{version.name}' record git_commit {version.commit}")
+    return 0
+
+
+def cmd_submit(args) -> int:
+    from kfp_server_api.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    from components.trigger.submit import KfpSubmitter, SubmitError
+    from mlops.upload import kfp_error
+
+    try:
+        submitter = KfpSubmitter(args.host, args.namespace, args.experiment, args.service_account,
+                                 version=args.version, token=args.token)
+        run_id = submitter.submit(dict(args.param))
+    except (ApiException, HTTPError) as exc:
+        print(f"mlops: error: {kfp_error(exc, args.host, args.namespace)}", file=sys.stderr)
+        return 1
+    except SubmitError as exc:
+        print(f"mlops: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"submitted training run {run_id} of version '{args.version or 'newest'}' in experiment "
+          f"'{args.experiment}'")
     return 0
 
 
@@ -287,6 +356,11 @@ def parser() -> argparse.ArgumentParser:
                      help="shift of amount, merchant_category, device_trust_score, txn_count_1h (0 = none)")
     gen.add_argument("--out", required=True, help="Parquet path or fsspec URL")
     gen.set_defaults(func=cmd_data_generate)
+    val = data.add_parser("validate", help="check a data file against a feature contract (pandera, every failure)")
+    val.add_argument("--schema", required=True, help="feature contract, e.g. schemas/features_v2.json")
+    val.add_argument("--report", help="also append the Markdown report to this file (e.g. $GITHUB_STEP_SUMMARY)")
+    val.add_argument("data", metavar="FILE", help="Parquet/CSV path or fsspec URL")
+    val.set_defaults(func=cmd_data_validate)
 
     schema = sub.add_parser("schema", help="feature contracts").add_subparsers(dest="action", required=True)
     inf = schema.add_parser("infer", help="write a starter schema for a new table")
@@ -327,6 +401,8 @@ def parser() -> argparse.ArgumentParser:
     kfp_args = argparse.ArgumentParser(add_help=False)
     kfp_args.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline-ui.kubeflow")
     kfp_args.add_argument("--namespace", default="", help="Kubeflow profile namespace (multi-user; default: none)")
+    kfp_args.add_argument("--token", help="bearer token for the KFP API (default: the service-account token at "
+                                          "KF_PIPELINES_SA_TOKEN_PATH, when that file exists)")
     dc = sched.add_parser("drift-check", parents=[kfp_args], help="create or update the hourly drift check",
                           description="Creates the recurring run 'drift-check' of the newest version of the "
                                       "uploaded 'drift-check' pipeline (uploading --package first when it is "
@@ -345,6 +421,31 @@ def parser() -> argparse.ArgumentParser:
     rm.add_argument("--name", default="drift-check", help="recurring run name (default: drift-check)")
     for cmd in (dc, ls, rm):
         cmd.set_defaults(func=cmd_schedule)
+
+    up = sub.add_parser("upload", parents=[kfp_args], help="upload the compiled pipelines as a version named by the "
+                                                             "git commit",
+                        description="Uploads every pipeline (training, drift-check): the pipeline on first upload, "
+                                    "a new version after; a version name already uploaded is left as it is. The "
+                                    "training pipeline's git_commit parameter defaults to the commit.")
+    up.add_argument("--version", help="version name (default: the short git commit; '<commit>-dirty' with "
+                                      "--allow-dirty)")
+    up.add_argument("--allow-dirty", action="store_true", help="upload from a work tree with uncommitted changes")
+    source = up.add_mutually_exclusive_group()
+    source.add_argument("--compiled-dir", help="upload the files compiled here (python compile.py --git-commit ...); "
+                                               "default: compile now")
+    source.add_argument("--image", help="component image when compiling now (default: compile.py's)")
+    up.set_defaults(func=cmd_upload)
+
+    submit = sub.add_parser("submit", help="submit a run of an uploaded pipeline").add_subparsers(
+        dest="pipeline", required=True)
+    st = submit.add_parser("training", parents=[kfp_args], help="a run of the uploaded training pipeline")
+    st.add_argument("--version", help="pipeline version name, e.g. the short commit `mlops upload` used "
+                                      "(default: the newest version)")
+    st.add_argument("--experiment", default="training", help="experiment of the run (default: training)")
+    st.add_argument("--service-account", default="", help="service account the run uses")
+    st.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
+                    help="a pipeline parameter (JSON value, else a string), e.g. data_uri=s3://...; repeatable")
+    st.set_defaults(func=cmd_submit)
     return p
 
 

@@ -1,10 +1,10 @@
 """The drift check as a KFP recurring run: create or update (never duplicate), list, delete."""
 from __future__ import annotations
 
-import json
 import re
 
-from components.trigger.submit import SubmitError, latest_version
+from components.trigger.submit import SubmitError, by_name, find_pipeline, pipeline_version
+from mlops.upload import create_pipeline
 
 NAME = "drift-check"  # the uploaded pipeline and its recurring run
 CRON_FIELD = re.compile(r"[0-9A-Za-z*?/,#-]+")
@@ -31,8 +31,7 @@ def kfp_cron(expression: str) -> str:
 
 def find(client, name: str, namespace: str) -> list:
     """The recurring runs named `name` in `namespace`."""
-    flt = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
-    found = client.list_recurring_runs(namespace=namespace, filter=flt, page_size=100).recurring_runs or []
+    found = client.list_recurring_runs(namespace=namespace, filter=by_name(name), page_size=100).recurring_runs or []
     return [r for r in found if r.display_name == name]
 
 
@@ -44,12 +43,12 @@ def create_or_update(client, host: str, cron: str, *, package_path: str | None, 
     Returns (the recurring run, whether the pipeline was uploaded, ids of the replaced runs)."""
     stored = kfp_cron(cron)
     uploaded = False
-    if client.get_pipeline_id(NAME) is None:
+    if find_pipeline(client, NAME, namespace) is None:
         if package_path is None:
             raise SubmitError(f"no pipeline named {NAME!r} is uploaded to {host}, and no package to upload")
-        client.upload_pipeline(package_path, pipeline_name=NAME)
+        create_pipeline(client, package_path, NAME, namespace)
         uploaded = True
-    pipeline_id, version_id = latest_version(client, NAME, host)
+    pipeline_id, version_id = pipeline_version(client, NAME, host, namespace)
     experiment_id = client.create_experiment(experiment, namespace=namespace).experiment_id
     old = find(client, name, namespace)
     new = client.create_recurring_run(experiment_id, name, cron_expression=stored, max_concurrency=1,

@@ -30,8 +30,9 @@ def with_resources(task: dsl.PipelineTask, resources: dict[str, str]) -> dsl.Pip
             .set_memory_request(resources["memory_request"]).set_memory_limit(resources["memory_limit"]))
 
 
-def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE):
-    """The training pipeline on `image`, its parameter defaults taken from `defaults`."""
+def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE, git_commit: str = "unknown"):
+    """The training pipeline on `image`, its parameter defaults taken from `defaults`; `git_commit` is the
+    default of the parameter of that name (the commit the compiled pipeline was built from)."""
     validate_op, train_op, evaluate_op, gate_op, register_op, deploy_op, stop_op = (
         with_image(c, image) for c in (validate_data, train_model, evaluate_model, quality_gate, register_model,
                                        deploy_model, stop_on_failed_gate))
@@ -47,7 +48,7 @@ def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE):
         training_config: dict = defaults.training_config,
         quality_gates: dict = defaults.quality_gates,
         baseline_metrics: dict = defaults.baseline_metrics,
-        git_commit: str = "unknown",
+        git_commit: str = git_commit,
         deployment_target: str = defaults.deployment_target,
         namespace: str = defaults.namespace,
         rollout_name: str = defaults.rollout_name,

@@ -2,8 +2,12 @@
 
 It keeps pipelines with their versions, experiments, runs and recurring runs as the API server returns them
 (ids, display names, `created_at`), answers `filter` predicates (EQUALS on a field) and `sort_by`
-("created_at desc"), and records every request (method, path, query, JSON body, Authorization header) in
-`requests` so tests can assert exactly what was asked. `set_run_state(run_id, state)` plays the backend.
+("created_at desc"), and records every request (method, path, query, JSON body or uploaded file, Authorization
+header) in `requests` so tests can assert exactly what was asked. `set_run_state(run_id, state)` plays the
+backend. Uploads behave as the API server's multipart endpoints do: the file in the form field `uploadfile`;
+`pipelines/upload` creates the pipeline and a first version named after it, `pipelines/upload_version` adds
+a version; a name already taken is 409 Conflict. With `token`, a request without that bearer token is refused
+(401 without credentials, 403 with others), as behind Kubeflow's authentication.
 """
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ API = "/apis/v2beta1"
 
 
 class KfpEmulator:
-    def __init__(self):
+    def __init__(self, token: str | None = None):
+        self.token = token
         self.pipelines: dict[str, dict] = {}
         self.versions: dict[str, list[dict]] = {}
         self.experiments: dict[str, dict] = {}
@@ -43,19 +48,21 @@ class KfpEmulator:
         return self._clock.isoformat().replace("+00:00", "Z")
 
     # --- state a test sets up --------------------------------------------------------------------------
-    def add_pipeline(self, name: str, versions: int = 1) -> str:
+    def add_pipeline(self, name: str, versions: int = 1, namespace: str | None = None) -> str:
         pipeline_id = str(uuid.uuid4())
         self.pipelines[pipeline_id] = {"pipeline_id": pipeline_id, "display_name": name, "created_at": self._now()}
+        if namespace:
+            self.pipelines[pipeline_id]["namespace"] = namespace
         self.versions[pipeline_id] = []
         for _ in range(versions):
             self.add_version(pipeline_id)
         return pipeline_id
 
-    def add_version(self, pipeline_id: str) -> str:
+    def add_version(self, pipeline_id: str, name: str | None = None, **fields) -> str:
         version_id = str(uuid.uuid4())
         n = len(self.versions[pipeline_id]) + 1
         self.versions[pipeline_id].append({"pipeline_id": pipeline_id, "pipeline_version_id": version_id,
-                                           "display_name": f"v{n}", "created_at": self._now()})
+                                           "display_name": name or f"v{n}", "created_at": self._now(), **fields})
         return version_id
 
     def set_run_state(self, run_id: str, state: str) -> None:
@@ -85,7 +92,11 @@ class KfpEmulator:
         size = int(query.get("page_size", ["0"])[0] or 0)
         return items[:size] if size else items
 
-    def handle(self, method: str, path: str, query: dict, body) -> tuple[int, dict]:
+    def handle(self, method: str, path: str, query: dict, body, authorization: str | None = None
+               ) -> tuple[int, dict]:
+        if self.token and authorization != f"Bearer {self.token}":
+            return (401, {"code": 16, "message": "Unauthenticated"}) if not authorization else \
+                (403, {"code": 7, "message": "PermissionDenied"})
         with self.lock:
             if (method, path) == ("GET", f"{API}/healthz"):
                 return 200, {"multi_user": False}
@@ -93,9 +104,21 @@ class KfpEmulator:
                 found = [p for p in self.pipelines.values() if self._matches(p, query)]
                 return 200, {"pipelines": self._sorted(found, query), "total_size": len(found)}
             if (method, path) == ("POST", f"{API}/pipelines/upload"):
-                pipeline_id = self.add_pipeline(query["name"][0])
-                self.versions[pipeline_id][0]["pipeline_spec"] = body
+                name, namespace = query["name"][0], query.get("namespace", [None])[0]
+                if any(p["display_name"] == name and p.get("namespace") == namespace for p in self.pipelines.values()):
+                    return 409, {"message": "Failed to create a pipeline and a pipeline version"}
+                pipeline_id = self.add_pipeline(name, versions=0, namespace=namespace)
+                self.add_version(pipeline_id, name, pipeline_spec=body)  # the first version is named after it
                 return 200, self.pipelines[pipeline_id]
+            if (method, path) == ("POST", f"{API}/pipelines/upload_version"):
+                pipeline_id, name = query["pipelineid"][0], query["name"][0]
+                if pipeline_id not in self.versions:
+                    return 400, {"message": "Failed to create a pipeline version"}
+                if any(v["display_name"] == name for v in self.versions[pipeline_id]):
+                    return 409, {"message": "Failed to create a pipeline version"}
+                description = query.get("description", [""])[0]
+                version_id = self.add_version(pipeline_id, name, pipeline_spec=body, description=description)
+                return 200, next(v for v in self.versions[pipeline_id] if v["pipeline_version_id"] == version_id)
             match = re.fullmatch(f"{API}/pipelines/([^/]+)/versions", path)
             if method == "GET" and match:
                 if match[1] not in self.versions:
@@ -147,18 +170,25 @@ class KfpEmulator:
                 query = parse_qs(url.query)
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                body = None
+                body, upload = None, None
                 if raw and self.headers.get("Content-Type", "").startswith("multipart/"):
                     message = BytesParser(policy=HTTP).parsebytes(
                         f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + raw)
-                    body = next(part.get_content() for part in message.iter_parts())
-                    body = body.decode() if isinstance(body, bytes) else body
+                    parts = {part.get_param("name", header="content-disposition"): part
+                             for part in message.iter_parts()}
+                    upload = {field: part.get_filename() for field, part in parts.items()}
+                    if "uploadfile" in parts:
+                        body = parts["uploadfile"].get_content()
+                        body = body.decode() if isinstance(body, bytes) else body
                 elif raw:
                     body = json.loads(raw)
                 emulator.requests.append({"method": self.command, "path": url.path, "query": query, "body": body,
-                                          "authorization": self.headers.get("Authorization")})
+                                          "upload": upload, "authorization": self.headers.get("Authorization")})
                 try:
-                    status, answer = emulator.handle(self.command, url.path, query, body)
+                    if upload is not None and body is None:
+                        raise ValueError("Failed to read pipeline from file (no form field 'uploadfile')")
+                    status, answer = emulator.handle(self.command, url.path, query, body,
+                                                     self.headers.get("Authorization"))
                 except ValueError as exc:
                     status, answer = 400, {"message": str(exc)}
                 data = json.dumps(answer).encode()

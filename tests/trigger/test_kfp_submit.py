@@ -41,7 +41,8 @@ def test_runs_the_latest_training_version_in_the_named_experiment(kfp):
                            ("GET", f"{API}/runs"), ("POST", f"{API}/runs")]
     lookup, versions, find_exp, create_exp, find_run, create_run = kfp.requests
     assert json.loads(lookup["query"]["filter"][0])["predicates"] == [
-        {"operation": 1, "key": "display_name", "stringValue": "training"}]  # 1: EQUALS
+        {"operation": "EQUALS", "key": "display_name", "stringValue": "training"}]
+    assert lookup["query"]["namespace"] == ["team-fraud"]  # the profile's own pipelines first
     assert versions["query"]["sort_by"] == ["created_at desc"] and versions["query"]["page_size"] == ["1"]
     assert find_exp["query"]["namespace"] == ["team-fraud"]
     assert json.loads(find_exp["query"]["filter"][0])["predicates"][0]["stringValue"] == "drift-retraining"

@@ -42,12 +42,15 @@ def test_create_uploads_the_pipeline_then_update_replaces_the_recurring_run(kfp,
     assert mlops(kfp, "drift-check", "--cron", "0 * * * *", "--package", str(package),
                  "--service-account", "pipeline-runner", "--param", "window_hours=24") == 0
     pipeline_id = next(iter(kfp.pipelines))
-    assert kfp.calls() == [("GET", f"{API}/pipelines"), ("POST", f"{API}/pipelines/upload"),
+    # looked up in the profile's namespace, then among the shared pipelines; uploaded into the namespace
+    assert kfp.calls() == [("GET", f"{API}/pipelines"), ("GET", f"{API}/pipelines"),
+                           ("POST", f"{API}/pipelines/upload"),
                            ("GET", f"{API}/pipelines"), ("GET", f"{API}/pipelines/{pipeline_id}/versions"),
                            ("GET", f"{API}/experiments"), ("POST", f"{API}/experiments"),
                            ("GET", f"{API}/recurringruns"), ("POST", f"{API}/recurringruns")]
-    upload = kfp.requests[1]
-    assert upload["query"]["name"] == ["drift-check"] and "name: drift-check" in upload["body"]
+    upload = kfp.requests[2]
+    assert upload["query"]["name"] == ["drift-check"] and upload["query"]["namespace"] == ["team-fraud"]
+    assert "name: drift-check" in upload["body"]
     (first,) = kfp.recurring.values()
     assert first["display_name"] == "drift-check"
     assert first["trigger"] == {"cron_schedule": {"cron": "0 0 * * * *"}}
