@@ -172,9 +172,10 @@ def read_log(uri: str, model_name: str, version: str, features: dict[str, str], 
                 continue
             versions = table["model_version"]
             versions = versions if pa.types.is_dictionary(versions.type) else versions.cast(pa.string())
-            mask = pc.and_(pc.equal(versions, version),
-                           pc.greater_equal(table["timestamp"], pa.scalar(since, pa.timestamp("ms", "UTC"))))
-            tables.append(table.filter(pc.fill_null(mask, False)).drop_columns(list(META_COLUMNS)))
+            mask = pc.fill_null(pc.and_(pc.equal(versions, version), pc.greater_equal(
+                table["timestamp"], pa.scalar(since, pa.timestamp("ms", "UTC")))), False)
+            table = table.drop_columns(list(META_COLUMNS))
+            tables.append(table if pc.all(mask).as_py() else table.filter(mask))  # a copy only when needed
     for s in skipped:
         log.warning("inference log: skipped %s: %s", s["file"], s["reason"])
     if not tables:
@@ -199,11 +200,12 @@ def _chunk_counts(chunk, spec: dict) -> np.ndarray:
     import pyarrow.compute as pc
 
     if spec["kind"] == "numeric":
-        edges = np.asarray(spec["edges"], dtype=float)
-        x = pc.fill_null(chunk.cast(pa.float64()), float("nan")).to_numpy(zero_copy_only=False)
-        idx = np.searchsorted(edges, x, side="right")
-        idx[np.isnan(x)] = len(edges) + 1  # null bin (NaN in a request reads as null)
-        return np.bincount(idx, minlength=len(edges) + 2)
+        # bin k holds edges[k-1] <= x < edges[k] (np.searchsorted side="right"); counting x >= edge for each
+        # edge gives the same counts in a few vectorised passes, without a binary search per value
+        x = chunk.cast(pa.float64()).to_numpy(zero_copy_only=False)  # nulls become NaN
+        present = len(x) - int(np.count_nonzero(np.isnan(x)))  # NaN in a request reads as null
+        at_least = [present, *(int(np.count_nonzero(x >= edge)) for edge in spec["edges"]), 0]
+        return np.array([*np.subtract(at_least[:-1], at_least[1:]), len(x) - present], dtype=np.int64)
     n = len(spec["values"])
     if pa.types.is_dictionary(chunk.type):  # bin the dictionary once, then count its indices
         per_entry = np.bincount(pc.fill_null(chunk.indices, len(chunk.dictionary)).to_numpy(zero_copy_only=False),

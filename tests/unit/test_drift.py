@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from components.drift import logic
 from serving.inference_log import InferenceLogger
@@ -141,3 +143,21 @@ def test_unreadable_files_are_skipped_by_name_and_the_others_count(tmp_path, pro
 def test_config_errors_name_the_key(change, message):
     with pytest.raises(logic.DriftError, match=message):
         logic.check_config({**CONFIG, **change}, "configs/drift.yaml")
+
+
+values = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True, width=64),
+                   st.integers(-5, 5).map(float))
+
+
+@settings(max_examples=300, deadline=None)
+@given(edges=st.lists(st.integers(-5, 5).map(float) | st.floats(-1e6, 1e6), min_size=1, max_size=12)
+       .map(sorted), chunks=st.lists(st.lists(values, max_size=40), min_size=1, max_size=3))
+def test_numeric_bin_counts_equal_numpy_searchsorted(edges, chunks):
+    """The counting fast path bins exactly as np.searchsorted(side="right") does; null and NaN to the null bin."""
+    column = pa.chunked_array([pa.array(c, pa.float64()) for c in chunks], pa.float64())
+    x = np.array([np.nan if v is None else v for c in chunks for v in c], dtype=float)
+    idx = np.searchsorted(np.array(edges), x, side="right")
+    idx[np.isnan(x)] = len(edges) + 1
+    expected = np.bincount(idx, minlength=len(edges) + 2)
+    got = logic.current_counts(column, {"kind": "numeric", "edges": edges})
+    assert got.tolist() == expected.tolist()
