@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import multiprocessing
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -361,39 +361,27 @@ def _stop_between_steps() -> None:
     handler.run_local_subprocess = guarded
 
 
-def _in_own_group(conn, func, args) -> None:
-    os.setsid()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the demo decides when this process stops
-    _stop_between_steps()
-    try:
-        conn.send(("ok", func(*args)))
-    except BaseException as exc:  # noqa: BLE001 - reported to the demo, which raises it there
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
-
-
 class Pipelines:
-    """Runs `func(*args)` (a kfp.local pipeline run) in a child process leading its own process group."""
+    """Runs `func(*args)` (a kfp.local pipeline run) in a process (`python -m mlops.demo`) leading a session
+    and process group of its own, with every step process it starts."""
 
-    def __init__(self):
-        self.pid: int | None = None
+    def __init__(self, home: Path):
+        self.home, self.pid = home, None
 
     def run(self, func, *args):
-        ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
-        receive, send = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=_in_own_group, args=(send, func, args), name="demo-pipeline")
-        process.start()
+        result = self.home / "logs" / f"pipeline-{time.time_ns()}.pickle"
+        process = subprocess.Popen([sys.executable, "-m", "mlops.demo", str(result)], stdin=subprocess.PIPE,
+                                   start_new_session=True)
         self.pid = process.pid
-        try:
-            while not receive.poll(0.2):
-                checkpoint()
-                if not process.is_alive():
-                    raise DemoError(f"the pipeline process ended ({process.exitcode}) without a result")
-            status, value = receive.recv()
-            process.join()
-        finally:
-            self.pid = None if not process.is_alive() else self.pid
+        process.stdin.write(pickle.dumps((func, args)))
+        process.stdin.close()
+        while process.poll() is None:
+            pause(0.2)
+        self.pid = None
+        if not result.is_file():
+            raise DemoError(f"the pipeline process ended ({process.returncode}) without a result")
+        status, value = pickle.loads(result.read_bytes())
+        result.unlink()
         if status == "error":
             raise DemoError(value)
         return value
@@ -586,7 +574,7 @@ def run_loop(home: Path, rows: int, switch: Switch, progress: Progress, record: 
             raise DemoError(f"retraining was not submitted: {retraining['reason']}")
         v2 = trained("v2", run, record, progress)
 
-        progress.next(f"serve v2 without dropping a request: a second mlops serve, then the switch moves to it")
+        progress.next("serve v2 without dropping a request: a second mlops serve, then the switch moves to it")
         switch.to(start_server(home, settings.tracking_uri, name, v2, log_uri, servers))
         progress.say(f"switch: new requests go to version {v2}; version {v1}'s requests drained, stopping it")
         old = servers.pop(0)
@@ -666,7 +654,7 @@ def main(home: Path, rows: int, port: int, min_samples: int | None = None, confi
     # OpenMP threads would make the training slow and the gate's latency measure the contention
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    progress, record, pipelines, servers = Progress(9), Record(), Pipelines(), []
+    progress, record, pipelines, servers = Progress(9), Record(), Pipelines(home), []
     traffic, code = None, 0
 
     def interrupted(signum, frame):
@@ -702,3 +690,20 @@ def main(home: Path, rows: int, port: int, min_samples: int | None = None, confi
     elif code == 130:
         progress.say("stopped; no process of the demo is left")
     return code
+
+
+def _pipeline_process(result: str) -> None:
+    """The pipeline process: runs the call pickled on stdin, writes ("ok", value) or ("error", message) to
+    `result`. Ctrl-C is the demo's to handle; SIGTERM stops it between steps."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _stop_between_steps()
+    func, args = pickle.load(sys.stdin.buffer)
+    try:
+        outcome = ("ok", func(*args))
+    except BaseException as exc:  # noqa: BLE001 - reported to the demo, which raises it there
+        outcome = ("error", f"{type(exc).__name__}: {exc}")
+    Path(result).write_bytes(pickle.dumps(outcome))
+
+
+if __name__ == "__main__":
+    _pipeline_process(sys.argv[1])
