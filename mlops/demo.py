@@ -32,9 +32,9 @@ import numpy as np
 HOME = Path(".mlops/demo")
 MARKER = "MLOPS_DEMO"  # a file in the state folder (it may be cleared) and an environment variable of every process
 SEED = 11
-DRIFT = 0.5           # datagen drift of the drifted traffic and of the retraining data: > half the features drift
+DRIFT = 0.3           # datagen drift of the drifted traffic and of the retraining data: 6 of 13 features drift
 ROWS_PER_REQUEST = (1, 40)
-BACKGROUND_RATE = 10  # requests per second while retraining and across the switch
+BACKGROUND_RATE = 5   # requests per second while retraining and across the switch
 
 
 class DemoError(RuntimeError):
@@ -610,12 +610,10 @@ def summary(home: Path, record: Record, traffic: Traffic | None, switch: Switch,
     tracking_uri = local.local_tracking_uri(home)
     client = MlflowClient(tracking_uri)
     lines = ["", f"Summary ({seconds:.0f} s)", "", "model versions"]
-    lines.append(f"  {'version':<8} {'lifecycle':<11} {'trained on':<22} why")
+    lines.append(f"  {'version':<8} {'lifecycle':<11} {'trigger_reason':<26} why")
     for mv in sorted(client.search_model_versions(), key=lambda mv: int(mv.version)):
-        history = lifecycle.history(mv)
-        trigger = mv.tags.get("trigger_reason") or "initial training"
-        why = "; ".join(f"{h['state']}: {h['reason']}" for h in history)
-        lines.append(f"  {mv.version:<8} {lifecycle.state(mv) or '-':<11} {trigger:<22} {why}")
+        why = "; ".join(f"{h['state']}: {h['reason']}" for h in lifecycle.history(mv))
+        lines.append(f"  {mv.version:<8} {lifecycle.state(mv) or '-':<11} {mv.tags.get('trigger_reason', ''):<26} {why}")
     lines += ["", "quality gates"]
     for label, run in record.trainings:
         gates = {g["metric"]: g for g in run.gate["gates"]}
