@@ -613,7 +613,8 @@ def summary(home: Path, record: Record, traffic: Traffic | None, switch: Switch,
     lines.append(f"  {'version':<8} {'lifecycle':<11} {'trigger_reason':<26} why")
     for mv in sorted(client.search_model_versions(), key=lambda mv: int(mv.version)):
         why = "; ".join(f"{h['state']}: {h['reason']}" for h in lifecycle.history(mv))
-        lines.append(f"  {mv.version:<8} {lifecycle.state(mv) or '-':<11} {mv.tags.get('trigger_reason', ''):<26} {why}")
+        reason = mv.tags.get("trigger_reason", "")
+        lines.append(f"  {mv.version:<8} {lifecycle.state(mv) or '-':<11} {reason:<26} {why}")
     lines += ["", "quality gates"]
     for label, run in record.trainings:
         gates = {g["metric"]: g for g in run.gate["gates"]}
@@ -626,7 +627,8 @@ def summary(home: Path, record: Record, traffic: Traffic | None, switch: Switch,
         top = ", ".join(f"{f} {result['scores'][f]:.2f}" for f in result["drifted_features"])
         lines.append(f"  {label}: version {result['model_version']}, {result['samples']:,} rows, {result['decision']}"
                      f", drifted share {result['drifted_share']:.2f}" + (f" ({top})" if top else ""))
-        lines.append(f"    retraining: {'submitted, run ' + retraining['run'] if retraining['submitted'] else retraining['reason']}")
+        outcome = f"submitted, run {retraining['run']}" if retraining["submitted"] else retraining["reason"]
+        lines.append(f"    retraining: {outcome}")
     if traffic is not None:
         by_version = ", ".join(f"version {v}: {n:,}" for v, n in sorted(switch.served.items()))
         lines += ["", f"requests: {traffic.served:,} served ({by_version}), {traffic.failed:,} failed, "
