@@ -191,6 +191,14 @@ def cmd_model_pull(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from mlops import demo
+
+    if args.rows < 1000:
+        raise ValueError(f"--rows must be at least 1000 (the gates need frauds in every slice), got {args.rows}")
+    return demo.main(args.home, args.rows, args.port, args.min_samples, args.config, args.gates)
+
+
 def _param(text: str) -> tuple[str, object]:
     name, sep, value = text.partition("=")
     if not sep or not name:
@@ -353,7 +361,8 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--rows", type=int, required=True)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--drift", type=float, default=0.0,
-                     help="shift of amount, merchant_category, device_trust_score, txn_count_1h (0 = none)")
+                     help="covariate shift of amounts, device trust, transaction counts, weekdays and distances "
+                          "(0 = none; the features are listed when it runs)")
     gen.add_argument("--out", required=True, help="Parquet path or fsspec URL")
     gen.set_defaults(func=cmd_data_generate)
     val = data.add_parser("validate", help="check a data file against a feature contract (pandera, every failure)")
@@ -395,6 +404,25 @@ def parser() -> argparse.ArgumentParser:
                       help="path to fill: new, empty, or a model an earlier pull put there")
     pull.add_argument("--sha256", help="the model file's expected sha256, checked too (default: MODEL_SHA256)")
     pull.set_defaults(func=cmd_model_pull)
+
+    demo = sub.add_parser("demo", help="the whole loop on this machine: train, serve, drift, retrain, switch",
+                          description="Generates data, trains, gates, registers and deploys v1, serves it "
+                                      "(mlops serve behind the demo's switch on --port), sends clean then "
+                                      "drifted traffic, runs the drift check after each, retrains v2 on the "
+                                      "drift, deploys it and moves the traffic to it without dropping a "
+                                      "request; then prints a summary. State (MLflow on SQLite, inference "
+                                      "log, runs) in --home, cleared at the next run. Ctrl-C stops every "
+                                      "process it started.")
+    demo.add_argument("--rows", type=int, default=20_000, help="labelled rows of each training (default: 20000; "
+                                                                "the traffic of each phase is min_samples of "
+                                                                "configs/drift.yaml, at most half of it)")
+    demo.add_argument("--port", type=int, default=8080, help="port of the demo's server (default: 8080)")
+    demo.add_argument("--home", type=Path, default=HOME / "demo", help="state folder (default: .mlops/demo)")
+    demo.add_argument("--min-samples", type=int, help="rows the drift check needs (default: min_samples of "
+                                                      "configs/drift.yaml, at most --rows / 2)")
+    demo.add_argument("--config", help=f"training config (default: {CONFIG} of the source tree)")
+    demo.add_argument("--gates", help=f"quality gates (default: {GATES} of the source tree)")
+    demo.set_defaults(func=cmd_demo)
 
     sched = sub.add_parser("schedule", help="the drift check as a KFP recurring run").add_subparsers(
         dest="action", required=True)

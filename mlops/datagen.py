@@ -17,8 +17,11 @@ _CATEGORY_RISK = dict(zip(CATEGORIES, [0.0, 0.0, 0.2, 0.7, 0.5, 0.4, 0.1, 0.0, 1
 _INTERCEPT = -8.55
 
 # What --drift shifts: larger amounts, more online retail and electronics, less trusted devices and
-# bursts of transactions. The fraud mechanism itself is unchanged (covariate shift).
-DRIFTED_FEATURES = ("amount", "merchant_category", "device_trust_score", "txn_count_1h")
+# bursts of transactions, which make fraud more frequent; and, leaving the fraud rate as it is, higher
+# spending habits, busier days, more weekend shopping and longer distances from home. The fraud
+# mechanism itself is unchanged (covariate shift).
+DRIFTED_FEATURES = ("amount", "merchant_category", "device_trust_score", "txn_count_1h", "amount_avg_30d",
+                    "txn_count_24h", "day_of_week", "distance_from_home_km")
 
 
 def generate(rows: int, seed: int = 0, drift: float = 0.0) -> pd.DataFrame:
@@ -46,18 +49,21 @@ def generate(rows: int, seed: int = 0, drift: float = 0.0) -> pd.DataFrame:
     )
     category = np.where(channel == "atm", "cash_advance", category)
 
-    amount_avg_30d = np.round(rng("amount_avg_30d").lognormal(3.8, 0.6, rows), 2)
+    amount_avg_30d = np.round(rng("amount_avg_30d").lognormal(3.8 + 2 * drift, 0.6, rows), 2)
     factor = np.vectorize(_AMOUNT_FACTOR.get)(category)
     amount = amount_avg_30d * factor * rng("amount").lognormal(0.0, 0.7, rows) * (1 + drift)
     amount = np.round(np.clip(amount, 0.01, 50000.0), 2)
 
     hour = np.mod(np.round(rng("hour_of_day").normal(14, 4.5, rows)), 24).astype("int64")
     day = rng("day_of_week").integers(0, 7, rows, dtype="int64")
+    weekend = rng("weekend").random(rows) < 4 * drift / (1 + 4 * drift)  # moved to Saturday or Sunday
+    day = np.where(weekend, 5 + day % 2, day)
     count_1h = rng("txn_count_1h").poisson(0.3 * (1 + 2 * drift), rows).astype("int64")
-    count_24h = (count_1h + rng("txn_count_24h").poisson(3.0, rows)).astype("int64")
+    count_24h = (count_1h + rng("txn_count_24h").poisson(3.0 * (1 + 2 * drift), rows)).astype("int64")
     account_age = np.clip(rng("account_age_days").exponential(1500, rows), 0, 36500).astype("int64")
     international = rng("is_international").random(rows) < 0.06
-    distance = rng("distance").lognormal(1.5, 1.2, rows) + international * rng("distance_abroad").uniform(300, 9000, rows)
+    distance = (rng("distance").lognormal(1.5 + 4 * drift, 1.2, rows)
+                + international * rng("distance_abroad").uniform(300, 9000, rows))
     distance = np.round(np.clip(distance, 0, 20050.0), 1)
     distance[rng("distance_missing").random(rows) < 0.05] = np.nan
     trust = np.clip(rng("device_trust_score").beta(5, 2, rows) - 0.3 * drift, 0, 1).round(3)
