@@ -108,14 +108,10 @@ def _trigger(result: dict, tracking_uri: str, model_name: str, training_data_uri
     return {"submitted": True, "run": run}
 
 
-def push(url: str, model_name: str, outcome: dict, now: Callable[[], float] = time.time,
-         timeout: float = 10.0) -> dict:
-    """Push `model_drift_retraining_submission_failed{model}` (1: the due retraining was not submitted because
-    of an error; 0: submitted, or rightly not) and, on a submission, its time to the Pushgateway under
-    job=<model name> with GROUPING_KEY: the drift check replaces its own group at every push, so each keeps
-    the other's series. pushadd: a push without a submission keeps the last submission's time.
-    A failure is logged and returned, never raised."""
-    from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
+def gauges(model_name: str, outcome: dict, now: Callable[[], float] = time.time):
+    """`model_drift_retraining_submission_failed{model}` (1: the due retraining was not submitted because of an
+    error; 0: submitted, or rightly not) and, on a submission, its time; in a registry of their own."""
+    from prometheus_client import CollectorRegistry, Gauge
 
     registry = CollectorRegistry()
     Gauge(FAILED, "1 when the retraining the drift check found due could not be submitted", ["model"],
@@ -123,8 +119,19 @@ def push(url: str, model_name: str, outcome: dict, now: Callable[[], float] = ti
     if outcome.get("submitted"):
         Gauge(SUBMITTED_TIME, "Unix time of the last retraining run submitted on drift", ["model"],
               registry=registry).labels(model_name).set(now())
+    return registry
+
+
+def push(url: str, model_name: str, outcome: dict, now: Callable[[], float] = time.time,
+         timeout: float = 10.0) -> dict:
+    """Push `gauges` to the Pushgateway under job=<model name> with GROUPING_KEY: the drift check replaces its
+    own group (job=<model name>) at every push, so each keeps the other's series. pushadd: a push without a
+    submission keeps the last submission's time. A failure is logged and returned, never raised."""
+    from prometheus_client import pushadd_to_gateway
+
     try:
-        pushadd_to_gateway(url, job=model_name, grouping_key=GROUPING_KEY, registry=registry, timeout=timeout)
+        pushadd_to_gateway(url, job=model_name, grouping_key=GROUPING_KEY, registry=gauges(model_name, outcome, now),
+                           timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - a failed push never fails the step
         log.error("trigger: push to the Pushgateway %s failed: %s: %s", url, type(exc).__name__, exc)
         return {"url": url, "pushed": False, "error": f"{type(exc).__name__}: {exc}"}
