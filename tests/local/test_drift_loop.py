@@ -6,11 +6,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from components import dataio
 from components.trigger import logic as trigger
-from mlops import datagen, local
+from mlops import cli, datagen, local
 from pipelines import defaults
 from serving.inference_log import InferenceLogger
 from tests.conftest import ROOT
@@ -31,7 +32,7 @@ def log_traffic(log_uri: str, version: str, rows: int, seed: int) -> None:
     writer.close()
 
 
-def test_drift_submits_one_retraining_tagged_with_its_reason(mlflow_server, tmp_path):
+def test_drift_submits_one_retraining_tagged_with_its_reason(mlflow_server, tmp_path, capsys):
     home, log_uri = tmp_path / "home", str(tmp_path / "inference-log")
     settings = replace(defaults.load(root=ROOT), schema_uri=str(ROOT / "schemas" / "features_v2.json"),
                        tracking_uri=mlflow_server, model_name=MODEL, training_config=TRAINING, quality_gates=GATES,
@@ -68,3 +69,12 @@ def test_drift_submits_one_retraining_tagged_with_its_reason(mlflow_server, tmp_
     assert run in second.retraining["reason"]
     assert [v.version for v in client.search_model_versions(f"name = '{MODEL}'")] == ["2", "1"]
     assert len(list(local.pipeline_root(home).glob("training-*"))) == 2  # version 1's and the one retraining
+
+    # `mlops run drift-check` does the same in one process, with the same local state: the cooldown holds
+    (tmp_path / "drift.yaml").write_text(yaml.safe_dump(parameters["drift_config"]))
+    assert cli.main(["run", "drift-check", "--log-uri", log_uri, "--model-name", MODEL, "--tracking-uri", mlflow_server,
+                     "--drift-config", str(tmp_path / "drift.yaml"), "--training-data", str(tmp_path / "new.parquet"),
+                     "--home", str(home), "--json"]) == 0
+    third = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert third["decision"] == "retrain" and third["retraining"]["submitted"] is False
+    assert third["retraining"]["reason"].startswith(f"cooldown: retraining run {run} (succeeded)")
