@@ -140,8 +140,8 @@ def run(result: dict, *, tracking_uri: str, model_name: str, training_data_uri: 
 
 def run_in_child(**arguments) -> dict:
     """`run(**arguments)` (JSON values) in a child Python without `_KFP_RUNTIME`: a KFP step's executor
-    imports kfp.dsl in its runtime-only form, in which kfp.client, kfp.local and the pipeline definitions
-    cannot be imported. The child's log is passed on to stderr; its error is raised as SubmitError."""
+    imports kfp.dsl in its runtime-only form, with which neither kfp.client nor the pipeline definitions (that
+    a local training run builds) can be imported. The child's log is passed on to stderr; its error is raised as SubmitError."""
     env = {k: v for k, v in os.environ.items() if k != "_KFP_RUNTIME"}
     with tempfile.TemporaryDirectory() as tmp:
         request, outcome = Path(tmp, "request.json"), Path(tmp, "outcome.json")
