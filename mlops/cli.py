@@ -79,12 +79,11 @@ def cmd_run_drift_check(args) -> int:
                                           config, pushgateway_url=os.environ.get("PUSHGATEWAY_URL"))
     result["retraining"] = None
     if args.training_data:  # retraining when due: a local training run, once (components.trigger)
-        from components.trigger import logic as trigger, submit
+        from components.trigger import submit
 
-        submitter = submit.local_submitter(tracking_uri, result["model_name"])
-        result["retraining"] = trigger.trigger(result, tracking_uri=tracking_uri, model_name=result["model_name"],
-                                               training_data_uri=absolute(args.training_data),
-                                               submit=submitter.submit, status=submitter.status)
+        result["retraining"] = submit.run(result, tracking_uri=tracking_uri, model_name=result["model_name"],
+                                          training_data_uri=absolute(args.training_data), home=str(args.home),
+                                          pushgateway_url=os.environ.get("PUSHGATEWAY_URL"))
     if args.report:
         Path(args.report).write_text(logic.render_html(result, detail, profile))
     if args.json:

@@ -1,4 +1,4 @@
-"""Run the training pipeline on one machine: kfp.local SubprocessRunner, MLflow on SQLite under `.mlops/`."""
+"""Run the pipelines on one machine: kfp.local SubprocessRunner, MLflow on SQLite under `.mlops/`."""
 from __future__ import annotations
 
 import contextlib
@@ -33,6 +33,16 @@ class TrainingRun:
     gate: dict
     registration: dict | None
     deployment: dict | None
+
+
+@dataclass
+class DriftCheckRun:
+    run_dir: Path
+    log: Path
+    seconds: float
+    steps: dict[str, float]
+    result: dict  # the check's JSON result
+    retraining: dict | None  # the trigger's outcome; None when retraining was not due
 
 
 def local_tracking_uri(home: Path) -> str:
@@ -80,45 +90,68 @@ def pipeline_root(home: Path) -> Path:
     return home.resolve() / "pipeline_root"
 
 
-def run_training(data_uri: str, settings: config_defaults.TrainingDefaults, home: Path,
-                 commit: str | None = None, parameters: dict | None = None) -> TrainingRun:
-    """Run the whole training pipeline locally; raise PipelineFailed with the failing step's error.
-    `parameters`: more pipeline arguments (e.g. trigger_reason, trigger_details)."""
+def _run(pipeline, name: str, arguments: dict, home: Path, tolerated: str | None = None) -> tuple[Path, Path, float]:
+    """Run `pipeline(**arguments)` under kfp.local with its steps in `home`: (its run folder, its log, seconds).
+    Raise PipelineFailed with the failing step's error, unless that step's name holds `tolerated`."""
     from kfp import local
 
-    from pipelines import training
-
-    home = home.resolve()
     root = pipeline_root(home)
     root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     before = set(root.iterdir())
-    log = home / "logs" / f"training-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log = home / "logs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    pipeline = training.build(settings)
-    commit = commit or git_commit()  # of the folder the user runs in, before the steps move to `home`
-    print(f"running the training pipeline (kfp.local); step logs: {log}", file=sys.stderr)
+    print(f"running the {name} pipeline (kfp.local); step logs: {log}", file=sys.stderr)
     start = time.perf_counter()
     # steps run in `home`: an MLflow store on SQLite keeps its artifacts in ./mlruns, which is then here
     with open(log, "w") as fh, contextlib.redirect_stdout(fh), contextlib.chdir(home), warnings.catch_warnings():
         # kfp.local notes that display names do nothing locally and that the image is not run here
         warnings.filterwarnings("ignore", message=".*(no effect in the current local runner|base image).*")
         try:
-            pipeline(data_uri=data_uri, git_commit=commit, **settings.as_arguments(), **(parameters or {}))
+            pipeline(**arguments)
         except RuntimeError as exc:
             failed = re.findall(r"Inner task failed: (.*)\.", str(exc))
             step = ANSI.sub("", failed[0]) if failed else "a step"
             fh.flush()
-            if GATE_STOP not in step:  # a missed gate is reported by the summary, like a pass
+            if tolerated is None or tolerated not in step:
                 raise PipelineFailed(f"step {step} failed: {_last_error(log)}\n(full log: {log})") from None
     seconds = time.perf_counter() - start
-    (run_dir,) = set(root.iterdir()) - before
+    # this run's folder; a step may have started runs of other pipelines (a retraining) beside it
+    (run_dir,) = [p for p in set(root.iterdir()) - before if p.name.startswith(f"{name}-")]
+    return run_dir, log, seconds
+
+
+def run_training(data_uri: str, settings: config_defaults.TrainingDefaults, home: Path,
+                 commit: str | None = None, parameters: dict | None = None) -> TrainingRun:
+    """Run the whole training pipeline locally; raise PipelineFailed with the failing step's error.
+    `parameters`: more pipeline arguments (e.g. trigger_reason, trigger_details)."""
+    from pipelines import training
+
+    commit = commit or git_commit()  # of the folder the user runs in, before the steps move to `home`
+    arguments = {"data_uri": data_uri, "git_commit": commit, **settings.as_arguments(), **(parameters or {})}
+    # a missed gate is reported by the summary, like a pass
+    run_dir, log, seconds = _run(training.build(settings), training.NAME, arguments, home.resolve(), GATE_STOP)
     validated = _read_json(run_dir / "validate-data" / "executor_output.json")
     return TrainingRun(run_dir=run_dir, log=log, seconds=seconds,
                        rows=int(validated["parameterValues"]["rows"]), steps=step_seconds(log),
                        gate=_read_json(run_dir / "quality-gate" / "gate_report"),
                        registration=_read_json(run_dir / "register-model" / "registration"),
                        deployment=_read_json(run_dir / "deploy-model" / "deployment" / "deployment.json"))
+
+
+def run_drift_check(log_uri: str, settings: config_defaults.DriftDefaults, home: Path,
+                    parameters: dict | None = None) -> DriftCheckRun:
+    """Run the drift-check pipeline locally; raise PipelineFailed with the failing step's error.
+    `parameters`: more pipeline arguments (training_data_uri, cooldown_hours, training_parameters, ...);
+    retraining is a local training run with its state in `home`."""
+    from pipelines import drift_check
+
+    arguments = {"log_uri": log_uri, "tracking_uri": settings.tracking_uri, "model_name": settings.model_name,
+                 "drift_config": settings.config, **(parameters or {})}
+    run_dir, log, seconds = _run(drift_check.build(settings), drift_check.NAME, arguments, home.resolve())
+    return DriftCheckRun(run_dir=run_dir, log=log, seconds=seconds, steps=step_seconds(log),
+                         result=_read_json(run_dir / "check-drift" / "result"),
+                         retraining=_read_json(run_dir / "trigger-retraining" / "retraining"))
 
 
 def summary(run: TrainingRun, data_uri: str, settings: config_defaults.TrainingDefaults) -> str:

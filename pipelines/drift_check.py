@@ -31,15 +31,17 @@ def build(defaults: DriftDefaults, image: str = DEFAULT_IMAGE):
         experiment_name: str = "drift-retraining",
         service_account: str = "mlops-pipeline-runner",
         cooldown_hours: float = 6.0,
+        training_parameters: dict = {},
     ):
         check = check_op(log_uri=log_uri, tracking_uri=tracking_uri, model_name=model_name,
                          drift_config=drift_config, pushgateway_url=pushgateway_url).set_display_name("Check drift")
         # a new log every hour under the same URI, and a push: never answered from the cache
-        with dsl.If(check.outputs["decision"] == "retrain", name="retraining-due"):
+        with dsl.If(check.outputs["Output"] == "retrain", name="retraining-due"):
             trigger = trigger_op(drift_result=check.outputs["result"], tracking_uri=tracking_uri, model_name=model_name,
                                  training_data_uri=training_data_uri, kfp_host=kfp_host, kfp_namespace=kfp_namespace,
                                  experiment_name=experiment_name, service_account=service_account,
                                  cooldown_hours=cooldown_hours, drift_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                 training_parameters=training_parameters, pushgateway_url=pushgateway_url,
                                  ).set_display_name("Trigger retraining")
         for task in (check, trigger):
             task.set_caching_options(False)

@@ -317,9 +317,9 @@ def check(log_uri: str, tracking_uri: str, model_name: str, config: dict, now: d
 
 # --- outputs ----------------------------------------------------------------------------------------------
 
-def push(url: str, result: dict, timeout: float = 10.0) -> dict:
-    """Push the scores to a Prometheus Pushgateway under job=<model name>; a failure is logged and returned."""
-    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+def gauges(result: dict):
+    """The check's result as Prometheus gauges, in a registry of their own."""
+    from prometheus_client import CollectorRegistry, Gauge
 
     registry = CollectorRegistry()
     model, version = result["model_name"], result["model_version"]
@@ -331,8 +331,16 @@ def push(url: str, result: dict, timeout: float = 10.0) -> dict:
           registry=registry).labels(model, version).set(result["samples"])
     Gauge("model_drift_retrain_due", "1 when the drift check found retraining due", ["model", "model_version"],
           registry=registry).labels(model, version).set(1 if result["decision"] == "retrain" else 0)
+    return registry
+
+
+def push(url: str, result: dict, timeout: float = 10.0) -> dict:
+    """Push the scores to a Prometheus Pushgateway under job=<model name>, replacing that group (its
+    push_time_seconds is when the check last ran); a failure is logged and returned."""
+    from prometheus_client import push_to_gateway
+
     try:
-        push_to_gateway(url, job=model, registry=registry, timeout=timeout)
+        push_to_gateway(url, job=result["model_name"], registry=gauges(result), timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - a failed push never fails the check
         log.error("drift: push to the Pushgateway %s failed: %s: %s", url, type(exc).__name__, exc)
         return {"url": url, "pushed": False, "error": f"{type(exc).__name__}: {exc}"}

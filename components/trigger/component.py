@@ -16,21 +16,26 @@ def trigger_retraining(
     service_account: str,
     cooldown_hours: float,
     drift_run_id: str,
+    training_parameters: dict,
+    pushgateway_url: str,
     retraining: Output[Artifact],
 ) -> str:
     """Returns the submitted run's id, "" when nothing was submitted (the reason is in `retraining`).
-    kfp_host "" submits a local training run (the embedded default). A failed submission fails the step."""
+    kfp_host "" submits a local training run (the embedded default). A failed submission fails the step,
+    and sets the failure gauge on `pushgateway_url` (empty: PUSHGATEWAY_URL, if set)."""
     import json
+    import os
 
-    from components.trigger import logic, submit
+    from components.trigger import submit
 
     with open(drift_result.path) as fh:
         result = json.load(fh)
-    submitter = (submit.KfpSubmitter(kfp_host, kfp_namespace, experiment_name, service_account) if kfp_host
-                 else submit.local_submitter(tracking_uri, model_name))
-    outcome = logic.trigger(result, tracking_uri=tracking_uri, model_name=model_name,
-                            training_data_uri=training_data_uri, submit=submitter.submit, status=submitter.status,
-                            cooldown_hours=cooldown_hours, drift_run_id=drift_run_id)
+    outcome = submit.run_in_child(result=result, tracking_uri=tracking_uri, model_name=model_name,
+                                  training_data_uri=training_data_uri, kfp_host=kfp_host, kfp_namespace=kfp_namespace,
+                                  experiment_name=experiment_name, service_account=service_account,
+                                  cooldown_hours=cooldown_hours, drift_run_id=drift_run_id,
+                                  training_parameters=training_parameters,
+                                  pushgateway_url=pushgateway_url or os.environ.get("PUSHGATEWAY_URL"))
     retraining.metadata.update(outcome)
     with open(retraining.path, "w") as fh:
         json.dump(outcome, fh, indent=2)

@@ -2,11 +2,12 @@
 
 The loop's state lives in the registry as tags of the registered model (`retraining_submitted_at`,
 `retraining_run`, `retraining_reason`), so a local loop and a cluster loop behave the same. A submission
-that fails is reported and leaves that state as it was.
+that fails is reported and leaves that state as it was; with a Pushgateway, a gauge says so to the alerts.
 """
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import datetime, timezone
 from typing import Callable
@@ -16,9 +17,15 @@ from mlflow import MlflowClient
 from components.dataio import read_table_and_sha256
 from components.registry import version_by_alias
 
+log = logging.getLogger(__name__)
+
 REASON = "automated_drift_detection"
 SUBMITTED_AT, RUN, DETAILS = "retraining_submitted_at", "retraining_run", "retraining_reason"
 ACTIVE = frozenset({"pending", "running", "paused", "canceling"})  # a run in these states has not ended
+# the trigger's gauges: in a Pushgateway group of their own beside the drift check's job=<model> group
+FAILED = "model_drift_retraining_submission_failed"
+SUBMITTED_TIME = "model_drift_retraining_last_submission_timestamp_seconds"
+GROUPING_KEY = {"step": "trigger-retraining"}
 
 
 class TriggerError(RuntimeError):
@@ -51,13 +58,31 @@ def _pending(tags: dict, status: Callable[[str], str], cooldown_hours: float, no
 
 def trigger(result: dict, *, tracking_uri: str, model_name: str, training_data_uri: str,
             submit: Callable[[dict], str], status: Callable[[str], str], cooldown_hours: float = 6,
-            drift_run_id: str = "", now: Callable[[], float] = time.time) -> dict:
+            drift_run_id: str = "", training_parameters: dict | None = None, pushgateway_url: str | None = None,
+            now: Callable[[], float] = time.time) -> dict:
     """`{"submitted": true, "run": id}`, or `{"submitted": false, "reason": ...}` (plus `"error"` when the
     submission itself failed). `submit(parameters)` starts a training run and returns its id;
-    `status(run_id)` says how a run submitted earlier is doing ("running", "succeeded", "failed", ...)."""
+    `status(run_id)` says how a run submitted earlier is doing ("running", "succeeded", "failed", ...).
+    `training_parameters`: more parameters of the submitted run (the reason and the data are the trigger's).
+    With `pushgateway_url`, a due retraining's outcome is pushed (`push`), an error included, and the push's
+    outcome is in the result's "pushgateway"."""
     decision = result.get("decision")
     if decision != "retrain":
         return {"submitted": False, "reason": f"decision is {decision!r}: no retraining due"}
+    try:
+        outcome = _trigger(result, tracking_uri, model_name, training_data_uri, submit, status, cooldown_hours,
+                           drift_run_id, training_parameters or {}, now)
+    except Exception as exc:  # the step fails, and the alert learns that the due retraining was not submitted
+        if pushgateway_url:
+            push(pushgateway_url, model_name, {"submitted": False, "error": f"{type(exc).__name__}: {exc}"}, now)
+        raise
+    if pushgateway_url:
+        outcome["pushgateway"] = push(pushgateway_url, model_name, outcome, now)
+    return outcome
+
+
+def _trigger(result: dict, tracking_uri: str, model_name: str, training_data_uri: str, submit, status,
+             cooldown_hours: float, drift_run_id: str, training_parameters: dict, now) -> dict:
     client = MlflowClient(tracking_uri)
     production = version_by_alias(client, model_name, "production")
     if production is None:
@@ -72,7 +97,8 @@ def trigger(result: dict, *, tracking_uri: str, model_name: str, training_data_u
                                               f"data production version {production.version} was trained on"}
     why = details(result, drift_run_id)
     try:
-        run = submit({"data_uri": training_data_uri, "trigger_reason": REASON, "trigger_details": why})
+        run = submit({**training_parameters, "data_uri": training_data_uri, "trigger_reason": REASON,
+                      "trigger_details": why})
     except Exception as exc:  # any failure of the submitter is the answer, not a crash of the check
         error = f"{type(exc).__name__}: {exc}"
         return {"submitted": False, "reason": f"submission failed: {error}", "error": error}
@@ -80,3 +106,33 @@ def trigger(result: dict, *, tracking_uri: str, model_name: str, training_data_u
     for key, value in ((RUN, run), (SUBMITTED_AT, submitted_at), (DETAILS, why)):
         client.set_registered_model_tag(model_name, key, value)
     return {"submitted": True, "run": run}
+
+
+def gauges(model_name: str, outcome: dict, now: Callable[[], float] = time.time):
+    """`model_drift_retraining_submission_failed{model}` (1: the due retraining was not submitted because of an
+    error; 0: submitted, or rightly not) and, on a submission, its time; in a registry of their own."""
+    from prometheus_client import CollectorRegistry, Gauge
+
+    registry = CollectorRegistry()
+    Gauge(FAILED, "1 when the retraining the drift check found due could not be submitted", ["model"],
+          registry=registry).labels(model_name).set(1 if "error" in outcome else 0)
+    if outcome.get("submitted"):
+        Gauge(SUBMITTED_TIME, "Unix time of the last retraining run submitted on drift", ["model"],
+              registry=registry).labels(model_name).set(now())
+    return registry
+
+
+def push(url: str, model_name: str, outcome: dict, now: Callable[[], float] = time.time,
+         timeout: float = 10.0) -> dict:
+    """Push `gauges` to the Pushgateway under job=<model name> with GROUPING_KEY: the drift check replaces its
+    own group (job=<model name>) at every push, so each keeps the other's series. pushadd: a push without a
+    submission keeps the last submission's time. A failure is logged and returned, never raised."""
+    from prometheus_client import pushadd_to_gateway
+
+    try:
+        pushadd_to_gateway(url, job=model_name, grouping_key=GROUPING_KEY, registry=gauges(model_name, outcome, now),
+                           timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - a failed push never fails the step
+        log.error("trigger: push to the Pushgateway %s failed: %s: %s", url, type(exc).__name__, exc)
+        return {"url": url, "pushed": False, "error": f"{type(exc).__name__}: {exc}"}
+    return {"url": url, "pushed": True}

@@ -153,7 +153,7 @@ def test_drift_check_pipeline(tmp_path):
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == {"check-drift", "condition-1"} and tasks["check-drift"]["cachingOptions"] == {}
     assert tasks["condition-1"]["triggerPolicy"]["condition"] == \
-        "inputs.parameter_values['pipelinechannel--check-drift-decision'] == 'retrain'"
+        "inputs.parameter_values['pipelinechannel--check-drift-Output'] == 'retrain'"
     (trigger,) = spec["components"]["comp-condition-1"]["dag"]["tasks"].values()
     assert trigger["componentRef"]["name"] == "comp-trigger-retraining" and trigger["cachingOptions"] == {}
     assert trigger["inputs"]["artifacts"]["drift_result"]["componentInputArtifact"] == \
@@ -161,8 +161,8 @@ def test_drift_check_pipeline(tmp_path):
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["drift_config"]["defaultValue"] == yaml.safe_load((ROOT / defaults.DRIFT).read_text())
     assert "defaultValue" not in params["log_uri"]
-    assert set(spec["components"]["comp-check-drift"]["outputDefinitions"]["parameters"]) == {
-        "decision", "samples", "drifted_share"}
+    assert set(spec["components"]["comp-check-drift"]["outputDefinitions"]["parameters"]) == {"Output"}  # decision
+    assert "training_parameters" in params and "pushgateway_url" in params
     executor = spec["deploymentSpec"]["executors"]["exec-check-drift"]["container"]
     assert executor["image"] == IMAGE and executor["resources"]["resourceMemoryLimit"]
     for step in ("check-drift", "trigger-retraining"):

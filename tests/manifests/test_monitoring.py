@@ -16,6 +16,8 @@ MONITORING = render.MANIFESTS / "components" / "monitoring"
 DASHBOARD = json.loads((MONITORING / "grafana-dashboard.json").read_text())
 # from the Argo Rollouts controller, not the server
 CONTROLLER_METRICS = {"rollout_info"}
+# the Pushgateway's own, one per group: when it last received a push
+PUSHGATEWAY_METRICS = {"push_time_seconds"}
 SELECTOR = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*[{\[]")
 
 
@@ -31,6 +33,16 @@ def exported_metrics() -> set[str]:
             suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(obj._type, [""])
             names |= {obj._name + s for s in suffixes}
     return names
+
+
+def pushed_metrics() -> set[str]:
+    """Every series name the drift check and its trigger push, from the registries they push."""
+    from components.drift import logic as drift
+    from components.trigger import logic as trigger
+
+    result = {"model_name": "m", "model_version": "1", "decision": "retrain", "samples": 1, "scores": {"f": 0.5}}
+    registries = (drift.gauges(result), trigger.gauges("m", {"submitted": True, "run": "r"}))
+    return {s.name for registry in registries for family in registry.collect() for s in family.samples}
 
 
 def used_metrics(expr: str) -> set[str]:
@@ -64,10 +76,11 @@ def test_rules_pass_promtool_check(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_rules_read_only_the_servers_and_the_rollout_controllers_metrics():
+def test_rules_read_only_metrics_that_something_exports():
     recorded = {r["record"] for r in rules() if "record" in r}
+    known = exported_metrics() | CONTROLLER_METRICS | pushed_metrics() | PUSHGATEWAY_METRICS | recorded
     for rule in rules():
-        unknown = used_metrics(rule["expr"]) - exported_metrics() - CONTROLLER_METRICS - recorded
+        unknown = used_metrics(rule["expr"]) - known
         assert not unknown, f"{rule.get('alert') or rule['record']}: {unknown} is exported by nothing"
 
 
@@ -75,7 +88,10 @@ def test_every_promised_alert_exists():
     alerts = {r["alert"]: r for r in rules() if "alert" in r}
     assert set(alerts) == {"ModelServerErrorBudgetBurnFast", "ModelServerErrorBudgetBurnSlow",
                            "ModelServerLatencyBudgetBurnFast", "ModelServerLatencyBudgetBurnSlow",
-                           "ModelServerSheddingLoad", "InferenceLogRowsDropped", "ModelRolloutDegraded"}
+                           "ModelServerSheddingLoad", "InferenceLogRowsDropped", "ModelRolloutDegraded",
+                           "ModelDriftRetrainingDue", "ModelDriftCheckNotRunning",
+                           "ModelDriftRetrainingSubmissionFailed"}
+    assert "absent_over_time(push_time_seconds" in alerts["ModelDriftCheckNotRunning"]["expr"]
     assert 'phase="Degraded"' in alerts["ModelRolloutDegraded"]["expr"]
     for name, alert in alerts.items():
         assert alert["labels"]["severity"] in ("critical", "warning"), name
@@ -112,17 +128,49 @@ def rollout_phase(phase: str) -> list[dict]:
                        f'strategy="canary", traffic_router=""}}', "values": f"1x{MINUTES}"}]
 
 
+CHECK_GROUP = 'job="fraud-detection", instance=""'  # the drift check's Pushgateway group, scraped with honor_labels
+TRIGGER_GROUP = CHECK_GROUP + ', step="trigger-retraining"'
+HOURLY = f"0x59 3600x{MINUTES - 60}"  # push times of a check that ran at 0 s and at 3600 s
+
+
+def drift_check(due: int = 0, pushed: str | None = HOURLY, failed: int | None = None) -> list[dict]:
+    """The drift check's gauges (retraining due or not, pushed at the times `pushed`; None: never) and, when
+    the trigger ran, its failure gauge with a push time of its own, long ago."""
+    series = [] if pushed is None else [
+        {"series": f'model_drift_retrain_due{{{CHECK_GROUP}, model="fraud-detection", model_version="3"}}',
+         "values": f"{due}x{MINUTES}"},
+        {"series": f"push_time_seconds{{{CHECK_GROUP}}}", "values": pushed}]
+    if failed is not None:
+        series += [{"series": f'model_drift_retraining_submission_failed{{{TRIGGER_GROUP}, model="fraud-detection"}}',
+                    "values": f"{failed}x{MINUTES}"},
+                   {"series": f"push_time_seconds{{{TRIGGER_GROUP}}}", "values": f"-30000x{MINUTES}"}]
+    return series
+
+
 KEYS = {"namespace": "mlops", "model": "fraud-detection"}
+DUE = ("ModelDriftRetrainingDue", {"model": "fraud-detection", "model_version": "3"})
+NOT_RUNNING = ("ModelDriftCheckNotRunning", {"job": "fraud-detection"})
 CASES = {
-    "clean traffic": (traffic() + rollout_phase("Healthy"), []),
-    "5% server errors": (traffic(errors_5xx=0.05), [("ModelServerErrorBudgetBurnFast", KEYS),
-                                                    ("ModelServerErrorBudgetBurnSlow", KEYS)]),
-    "0.3% server errors": (traffic(errors_5xx=0.003), []),  # within 6x of the 0.1% budget: no alert
-    "30% slow": (traffic(slow=0.3), [("ModelServerLatencyBudgetBurnFast", KEYS),
-                                     ("ModelServerLatencyBudgetBurnSlow", KEYS)]),
-    "10% shed": (traffic(shed=0.1), [("ModelServerSheddingLoad", KEYS)]),
-    "dropped log rows": (traffic(dropped=50), [("InferenceLogRowsDropped", {**KEYS, "reason": "write_failed"})]),
-    "degraded rollout": (traffic() + rollout_phase("Degraded"), [("ModelRolloutDegraded", {"name": "fraud-detection"})]),
+    "clean traffic": (traffic() + rollout_phase("Healthy") + drift_check(), []),
+    "5% server errors": (traffic(errors_5xx=0.05) + drift_check(), [("ModelServerErrorBudgetBurnFast", KEYS),
+                                                                    ("ModelServerErrorBudgetBurnSlow", KEYS)]),
+    "0.3% server errors": (traffic(errors_5xx=0.003) + drift_check(), []),  # within 6x of the 0.1% budget
+    "30% slow": (traffic(slow=0.3) + drift_check(), [("ModelServerLatencyBudgetBurnFast", KEYS),
+                                                     ("ModelServerLatencyBudgetBurnSlow", KEYS)]),
+    "10% shed": (traffic(shed=0.1) + drift_check(), [("ModelServerSheddingLoad", KEYS)]),
+    "dropped log rows": (traffic(dropped=50) + drift_check(),
+                         [("InferenceLogRowsDropped", {**KEYS, "reason": "write_failed"})]),
+    "degraded rollout": (traffic() + rollout_phase("Degraded") + drift_check(),
+                         [("ModelRolloutDegraded", {"name": "fraud-detection"})]),
+    "retraining due, submitted": (traffic() + drift_check(due=1, failed=0), [DUE]),
+    "retraining due, submission failed": (traffic() + drift_check(due=1, failed=1),
+                                          [DUE, ("ModelDriftRetrainingSubmissionFailed", {"model": "fraud-detection"})]),
+    # the submission failed an hour ago; the drift has gone since: nothing left to submit
+    "failed submission, drift gone": (traffic() + drift_check(due=0, failed=1), []),
+    "drift check stopped 3 h ago": (traffic() + drift_check(pushed=f"-10800x{MINUTES}"), [NOT_RUNNING]),
+    "drift check never pushed": (traffic() + drift_check(pushed=None), [NOT_RUNNING]),
+    # the Pushgateway lost its groups 40 minutes ago (a restart): not yet two hours without a check
+    "drift check series gone 40 min ago": (traffic() + drift_check(pushed=f"0x{MINUTES - 45} _x44"), []),
 }
 
 

@@ -110,3 +110,30 @@ def test_an_unreachable_host_is_a_failed_submission(model, tmp_path, monkeypatch
                         training_data_uri=str(tmp_path / "new.parquet"), submit=sub.submit, status=sub.status)
     assert out["submitted"] is False and out["reason"].startswith("submission failed: ")
     assert "Connection refused" in out["error"] and logic.RUN not in client.get_registered_model(name).tags
+
+
+def test_the_trigger_step_submits_from_a_kfp_runtime(kfp, model, monkeypatch):
+    """A step's executor runs with _KFP_RUNTIME=true, under which kfp.client cannot be imported at all: the
+    step submits from a child Python (run_in_child), with training_parameters added to the run's."""
+    import subprocess
+    import sys
+
+    from components.trigger import submit
+
+    client, name, tmp_path = model
+    monkeypatch.setenv("_KFP_RUNTIME", "true")
+    broken = subprocess.run([sys.executable, "-c", "import kfp.client"], capture_output=True, text=True)
+    assert broken.returncode != 0  # why the child exists
+    kfp.add_pipeline("training")
+    out = submit.run_in_child(result=RETRAIN, tracking_uri=client.tracking_uri, model_name=name,
+                              training_data_uri=str(tmp_path / "new.parquet"), kfp_host=kfp.url,
+                              kfp_namespace="team-fraud", experiment_name="drift-retraining",
+                              service_account="pipeline-runner", drift_run_id="drift-2",
+                              training_parameters={"deployment_target": "rolling"})
+    (run_id,) = kfp.runs
+    assert out == {"submitted": True, "run": run_id}
+    params = kfp.runs[run_id]["runtime_config"]["parameters"]
+    assert params["deployment_target"] == "rolling" and params["trigger_reason"] == "automated_drift_detection"
+    with pytest.raises(SubmitError, match="no production version"):
+        submit.run_in_child(result=RETRAIN, tracking_uri=client.tracking_uri, model_name="absent",
+                            training_data_uri=str(tmp_path / "new.parquet"), kfp_host=kfp.url)
