@@ -237,8 +237,7 @@ def cmd_schedule(args) -> int:
             for old in schedule.delete(client, args.name, args.namespace):
                 print(f"deleted recurring run {args.name} ({old})")
     except (SubmitError, ApiException, HTTPError) as exc:
-        print(f"mlops: error: KFP at {args.host}: {getattr(exc, 'reason', None) or exc}", file=sys.stderr)
-        return 1
+        return kfp_failure(exc, args)
     return 0
 
 
@@ -255,12 +254,8 @@ def cmd_upload(args) -> int:
     try:
         client = kfp_client(args.host, args.namespace, args.token)
         done = upload.upload(client, version, args.compiled_dir, args.image, args.namespace)
-    except (ApiException, HTTPError) as exc:
-        print(f"mlops: error: {upload.kfp_error(exc, args.host, args.namespace)}", file=sys.stderr)
-        return 1
-    except SubmitError as exc:
-        print(f"mlops: error: {exc}", file=sys.stderr)
-        return 1
+    except (ApiException, HTTPError, SubmitError) as exc:
+        return kfp_failure(exc, args)
     for item in done:
         print({"created": f"{item.pipeline}: created the pipeline with version '{item.version}'",
                "added": f"{item.pipeline}: added version '{item.version}'",
@@ -270,23 +265,28 @@ def cmd_upload(args) -> int:
     return 0
 
 
+def kfp_failure(exc: Exception, args) -> int:
+    """Print why a call to the KFP API failed (unreachable, unauthorized, not uploaded); exit status 1."""
+    from components.trigger.submit import SubmitError
+    from mlops.upload import kfp_error
+
+    message = exc if isinstance(exc, SubmitError) else kfp_error(exc, args.host, args.namespace)
+    print(f"mlops: error: {message}", file=sys.stderr)
+    return 1
+
+
 def cmd_submit(args) -> int:
     from kfp_server_api.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
     from components.trigger.submit import KfpSubmitter, SubmitError
-    from mlops.upload import kfp_error
 
     try:
         submitter = KfpSubmitter(args.host, args.namespace, args.experiment, args.service_account,
                                  version=args.version, token=args.token)
         run_id = submitter.submit(dict(args.param))
-    except (ApiException, HTTPError) as exc:
-        print(f"mlops: error: {kfp_error(exc, args.host, args.namespace)}", file=sys.stderr)
-        return 1
-    except SubmitError as exc:
-        print(f"mlops: error: {exc}", file=sys.stderr)
-        return 1
+    except (ApiException, HTTPError, SubmitError) as exc:
+        return kfp_failure(exc, args)
     print(f"submitted training run {run_id} of version '{args.version or 'newest'}' in experiment "
           f"'{args.experiment}'")
     return 0
