@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import logging
 import math
 from datetime import datetime, timedelta, timezone
@@ -157,11 +158,13 @@ def read_log(uri: str, model_name: str, version: str, features: dict[str, str], 
     columns = [*features, *META_COLUMNS]
     categorical = [c for c, k in features.items() if k == "categorical"]  # read as dictionaries: binned once
     tables, skipped = [], []
+    threads = len(os.sched_getaffinity(0)) > 1  # on one core, Arrow's decoding threads only contend
     for hour in hours:
         for path in sorted(fs.glob(f"{hour}/*.parquet")):
             name = fs.unstrip_protocol(path)
             try:
-                table = pq.read_table(path, columns=columns, filesystem=fs, read_dictionary=[*categorical, "model_version"])
+                table = pq.read_table(path, columns=columns, filesystem=fs, use_threads=threads,
+                                      read_dictionary=[*categorical, "model_version"])
             except Exception as exc:  # noqa: BLE001 - any unreadable file is reported and skipped
                 skipped.append({"file": name, "reason": f"{type(exc).__name__}: {exc}"})
                 continue
