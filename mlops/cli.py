@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from components.contract import ContractError
@@ -81,14 +82,18 @@ def cmd_run_drift_check(args) -> int:
     if args.training_data:  # retraining when due: a local training run, once (components.trigger)
         from components.trigger import submit
 
+        check_id = f"mlops-run-drift-check-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"  # no KFP run: this check
         result["retraining"] = submit.run(result, tracking_uri=tracking_uri, model_name=result["model_name"],
                                           training_data_uri=absolute(args.training_data), home=str(args.home),
-                                          pushgateway_url=os.environ.get("PUSHGATEWAY_URL"))
+                                          pushgateway_url=os.environ.get("PUSHGATEWAY_URL"), drift_run_id=check_id)
     if args.report:
         Path(args.report).write_text(logic.render_html(result, detail, profile))
+    failed = (result["retraining"] or {}).get("error")  # a failed submission is an error, not a decision
+    if failed:
+        print(f"mlops: retraining submission failed: {failed}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
-        return 0
+        return 1 if failed else 0
     print(f"drift check of {result['model_name']} version {result['model_version']}: {result['decision']}")
     print(f"  {result['reason']}")
     for feature in result["drifted_features"]:
@@ -100,7 +105,7 @@ def cmd_run_drift_check(args) -> int:
     if result["retraining"] is not None:
         retraining = result["retraining"]
         print(f"  retraining: {'submitted run ' + retraining['run'] if retraining['submitted'] else retraining['reason']}")
-    return 0
+    return 1 if failed else 0
 
 
 def cmd_deploy(args) -> int:
@@ -215,6 +220,12 @@ def cmd_schedule(args) -> int:
     from components.trigger.submit import SubmitError, kfp_client
     from mlops import schedule
 
+    if args.action == "drift-check":  # checked before connecting
+        schedule.kfp_cron(args.cron)
+        missing = [p for p in schedule.REQUIRED if not dict(args.param).get(p)]
+        if missing:
+            raise ConfigError("the drift check needs " + " and ".join(f"--param {p}=URI" for p in missing)
+                              + " (the inference log it reads; the labelled data a retraining trains on)")
     try:
         client = kfp_client(args.host, args.namespace, args.token)
         if args.action == "drift-check":

@@ -645,6 +645,9 @@ def main(home: Path, rows: int, port: int, min_samples: int | None = None, confi
          gates: str | None = None) -> int:
     try:
         switch = Switch(port)
+    except OverflowError:
+        print(f"mlops demo: port {port} is not a TCP port (0-65535): choose one with --port", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"mlops demo: port {port} is in use ({exc.strerror}): choose a free one with --port", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ from components.trigger.submit import SubmitError, by_name, find_pipeline, pipel
 from mlops.upload import create_pipeline
 
 NAME = "drift-check"  # the uploaded pipeline and its recurring run
+REQUIRED = ("log_uri", "training_data_uri")  # parameters a scheduled check cannot do without
 CRON_FIELD = re.compile(r"[0-9A-Za-z*?/,#-]+")
 
 

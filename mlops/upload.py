@@ -83,8 +83,12 @@ def version_for(commit: Commit | None, version: str | None = None, allow_dirty: 
 
 def compiled_commit(path: Path) -> str | None:
     """The git_commit default compiled into a training pipeline file."""
-    spec = next(yaml.safe_load_all(path.read_text()))
-    return spec["root"]["inputDefinitions"]["parameters"].get("git_commit", {}).get("defaultValue")
+    try:
+        spec = next(yaml.safe_load_all(path.read_text()))
+        return spec["root"]["inputDefinitions"]["parameters"].get("git_commit", {}).get("defaultValue")
+    except (yaml.YAMLError, StopIteration, KeyError, TypeError, AttributeError) as exc:
+        raise UploadError(f"{path} is not a compiled KFP pipeline (python compile.py writes one): "
+                          f"{type(exc).__name__}: {exc}") from exc
 
 
 def packages(directory: str | Path, version: Version) -> dict[str, Path]:

@@ -32,6 +32,9 @@ def test_malformed_cron_is_refused(bad, why):
         schedule.kfp_cron(bad)
 
 
+DATA = ("--param", "log_uri=s3://bucket/log", "--param", "training_data_uri=s3://bucket/labelled.parquet")
+
+
 def mlops(kfp, *args):
     return cli.main(["schedule", *args, "--host", kfp.url, "--namespace", "team-fraud"])
 
@@ -40,7 +43,7 @@ def test_create_uploads_the_pipeline_then_update_replaces_the_recurring_run(kfp,
     package = tmp_path / "drift-check.yaml"
     package.write_text("pipelineInfo:\n  name: drift-check\n")
     assert mlops(kfp, "drift-check", "--cron", "0 * * * *", "--package", str(package),
-                 "--service-account", "pipeline-runner", "--param", "window_hours=24") == 0
+                 "--service-account", "pipeline-runner", "--param", "window_hours=24", *DATA) == 0
     pipeline_id = next(iter(kfp.pipelines))
     # looked up in the profile's namespace, then among the shared pipelines; uploaded into the namespace
     assert kfp.calls() == [("GET", f"{API}/pipelines"), ("GET", f"{API}/pipelines"),
@@ -56,7 +59,8 @@ def test_create_uploads_the_pipeline_then_update_replaces_the_recurring_run(kfp,
     assert first["trigger"] == {"cron_schedule": {"cron": "0 0 * * * *"}}
     assert first["max_concurrency"] == 1 and first["no_catchup"] is True and first["mode"] == "ENABLE"
     assert first["service_account"] == "pipeline-runner"
-    assert first["runtime_config"]["parameters"] == {"window_hours": 24}
+    assert first["runtime_config"]["parameters"] == {"window_hours": 24, "log_uri": "s3://bucket/log",
+                                                     "training_data_uri": "s3://bucket/labelled.parquet"}
     (version,) = kfp.versions[pipeline_id]
     assert first["pipeline_version_reference"] == {"pipeline_id": pipeline_id,
                                                    "pipeline_version_id": version["pipeline_version_id"]}
@@ -66,7 +70,7 @@ def test_create_uploads_the_pipeline_then_update_replaces_the_recurring_run(kfp,
     assert "max_concurrency 1" in out and "catch-up off" in out
 
     kfp.requests.clear()
-    assert mlops(kfp, "drift-check", "--cron", "0 */2 * * *", "--package", str(package)) == 0
+    assert mlops(kfp, "drift-check", "--cron", "0 */2 * * *", "--package", str(package), *DATA) == 0
     (second,) = kfp.recurring.values()  # one schedule, never two
     assert second["trigger"]["cron_schedule"]["cron"] == "0 0 */2 * * *"
     calls = kfp.calls()
@@ -86,15 +90,17 @@ def test_create_uploads_the_pipeline_then_update_replaces_the_recurring_run(kfp,
 
 
 def test_no_pipeline_and_no_package_is_a_clear_error(kfp, tmp_path, capsys):
-    assert mlops(kfp, "drift-check", "--cron", "0 * * * *", "--package", str(tmp_path / "absent.yaml")) == 1
+    assert mlops(kfp, "drift-check", "--cron", "0 * * * *", "--package", str(tmp_path / "absent.yaml"), *DATA) == 1
     assert "no pipeline named 'drift-check' is uploaded" in capsys.readouterr().err
     assert kfp.recurring == {}
 
 
-def test_malformed_cron_changes_nothing(kfp, capsys):
+def test_malformed_cron_or_no_log_changes_nothing(kfp, capsys):
     kfp.add_pipeline("drift-check")
-    assert mlops(kfp, "drift-check", "--cron", "hourly") == 2
+    assert mlops(kfp, "drift-check", "--cron", "hourly", *DATA) == 2
     assert "cron 'hourly': expected 5 fields" in capsys.readouterr().err
+    assert mlops(kfp, "drift-check", "--cron", "0 * * * *", *DATA[2:]) == 2
+    assert "the drift check needs --param log_uri=URI" in capsys.readouterr().err
     assert kfp.calls() == [] and kfp.recurring == {}
 
 

@@ -130,10 +130,18 @@ def test_unreadable_files_are_skipped_by_name_and_the_others_count(tmp_path, pro
     frame(5, 8).drop(columns=["n3"]).to_parquet(hour / "missing.parquet")
     frame(5, 8).astype({"n4": str}).assign(model_version="3", timestamp=pd.Timestamp.now(tz="UTC")).to_parquet(
         hour / "typed.parquet")
+    logged = frame(5, 8).assign(model_version="3", timestamp=pd.Timestamp.now(tz="UTC"))
+    logged.astype({"c0": "category"}).assign(c0=1).to_parquet(hour / "x-category.parquet")
+    logged.assign(b0="yes").to_parquet(hour / "x-boolean.parquet")
+    logged.assign(timestamp="2026-01-01").to_parquet(hour / "x-timestamp.parquet")
     table, skipped = logic.read_log(str(tmp_path), "fraud", "3", KINDS, 24)
     assert table.num_rows == 100
-    assert [(s["file"].rsplit("/", 1)[-1], "n4" in s["reason"] or "n3" in s["reason"]) for s in skipped] == [
-        ("missing.parquet", True), ("typed.parquet", True)]
+    assert [(s["file"].rsplit("/", 1)[-1], s["reason"]) for s in skipped] == [
+        ("missing.parquet", "missing column(s): n3, model_version, timestamp"),
+        ("typed.parquet", "column(s) of another type: n4 is string, expected a number"),
+        ("x-boolean.parquet", "column(s) of another type: b0 is string, expected boolean"),
+        ("x-category.parquet", "column(s) of another type: c0 is int64, expected string as in the files before"),
+        ("x-timestamp.parquet", "column(s) of another type: timestamp is string, expected a timestamp")]
     with pytest.raises(logic.DriftError, match="no such folder"):
         logic.read_log(str(tmp_path / "nowhere"), "fraud", "3", KINDS, 24)
 

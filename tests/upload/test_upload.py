@@ -171,6 +171,9 @@ def test_unauthorized_and_unreachable_hosts_are_clear_errors(kfp, repo, tmp_path
     assert mlops(kfp, "--compiled-dir", str(compiled), token="someone-else") == 1
     assert "HTTP 403 Forbidden (the credentials lack permission in namespace 'team-fraud')" in \
         capsys.readouterr().err
+    # without a namespace kfp.Client asks /healthz first: its 401 is reported at once, not after five retries
+    assert cli.main(["upload", "--host", kfp.url, "--compiled-dir", str(compiled)]) == 1
+    assert f"KFP at {kfp.url} refused the request: HTTP 401 Unauthorized" in capsys.readouterr().err
     assert kfp.pipelines == {}
     host = f"http://127.0.0.1:{free_port()}"
     assert cli.main(["upload", "--host", host, "--compiled-dir", str(compiled)]) == 1
