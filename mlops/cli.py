@@ -259,7 +259,9 @@ def cmd_upload(args) -> int:
     from components.trigger.submit import SubmitError, kfp_client
     from mlops import upload
 
-    version = upload.version_for(upload.head(), args.version, args.allow_dirty)
+    # compiled now: the commit of the source tree compiled; given files: of the work tree they were compiled in
+    version = upload.version_for(upload.head(upload.SOURCE_REPO if args.compiled_dir is None else "."),
+                                 args.version, args.allow_dirty)
     if args.compiled_dir is not None:
         upload.packages(args.compiled_dir, version)  # checked before connecting
     try:

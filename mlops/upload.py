@@ -19,6 +19,7 @@ from pipelines import drift_check, training
 
 PIPELINES = (training.NAME, drift_check.NAME)  # every compiled pipeline: <compiled dir>/<name>.yaml
 SOURCE = Path(training.__file__).resolve().parents[1]  # the source tree, where compile.py lives
+SOURCE_REPO = SOURCE  # the git work tree whose commit names what is compiled from SOURCE
 
 
 class UploadError(ValueError):
@@ -66,8 +67,8 @@ def head(cwd: str | Path = ".") -> Commit | None:
 
 
 def version_for(commit: Commit | None, version: str | None = None, allow_dirty: bool = False) -> Version:
-    """The version name (`version`, else the short commit, `<short>-dirty` for a dirty tree that is allowed)
-    and the commit the compiled pipeline records (`<sha>-dirty` likewise)."""
+    """The version name (`version`, else the short commit; with `-dirty` added for a dirty tree that is
+    allowed) and the commit the compiled pipeline records (`<sha>-dirty` likewise)."""
     if commit is None:
         if not version:
             raise UploadError("no git commit to name the version after (not a git work tree, or no commit "
@@ -76,9 +77,9 @@ def version_for(commit: Commit | None, version: str | None = None, allow_dirty: 
     if commit.dirty and not allow_dirty:
         raise UploadError(f"the work tree has changes not committed to {commit.short} (git status): commit them, "
                           "or give --allow-dirty to upload them as version "
-                          f"{version or commit.short + '-dirty'!r}")
+                          f"{(version or commit.short) + '-dirty'!r}")
     suffix = "-dirty" if commit.dirty else ""
-    return Version(version or commit.short + suffix, commit.sha + suffix)
+    return Version((version or commit.short) + suffix, commit.sha + suffix)
 
 
 def compiled_commit(path: Path) -> str | None:

@@ -41,6 +41,7 @@ def repo(tmp_path, monkeypatch):
     path.mkdir()
     git(path, "init", "-q")
     monkeypatch.chdir(path)
+    monkeypatch.setattr(upload, "SOURCE_REPO", path)  # as if the package's source tree were this repository
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "no-token"))
     return path
@@ -203,3 +204,21 @@ def test_submit_runs_the_named_version_once(kfp, repo, tmp_path, capsys):
     assert submit(short2) == 0 and len(kfp.runs) == 2  # the same parameters, another version: another run
     assert submit("0000000") == 1
     assert "pipeline 'training' on" in capsys.readouterr().err
+
+
+def test_a_dirty_tree_allowed_says_so_in_the_version_name_given_or_not():
+    dirty, clean = upload.Commit("a" * 40, "aaaaaaa", True), upload.Commit("b" * 40, "bbbbbbb", False)
+    assert upload.version_for(dirty, None, allow_dirty=True) == upload.Version("aaaaaaa-dirty", "a" * 40 + "-dirty")
+    assert upload.version_for(dirty, "v5", allow_dirty=True).name == "v5-dirty"
+    assert upload.version_for(clean, "v5") == upload.Version("v5", "b" * 40)
+    with pytest.raises(upload.UploadError, match="'v5-dirty'"):
+        upload.version_for(dirty, "v5")
+
+
+def test_compiled_now_is_named_by_the_source_trees_commit_wherever_it_runs(kfp, repo, tmp_path, monkeypatch):
+    _, short = commit(repo, "v1")
+    elsewhere = tmp_path / "elsewhere"  # not a git work tree: its own commit would be none
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert mlops(kfp, "--image", IMAGE) == 0
+    assert names(kfp, "training") == ["training", short]
