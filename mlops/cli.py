@@ -373,8 +373,8 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--rows", type=int, required=True)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--drift", type=float, default=0.0,
-                     help="covariate shift of amounts, device trust, transaction counts, weekdays and distances "
-                          "(0 = none; the features are listed when it runs)")
+                     help="covariate shift of amounts, merchant category, device trust, transaction counts, "
+                          "weekdays and distances (0 = none; the features are listed when it runs)")
     gen.add_argument("--out", required=True, help="Parquet path or fsspec URL")
     gen.set_defaults(func=cmd_data_generate)
     val = data.add_parser("validate", help="check a data file against a feature contract (pandera, every failure)")

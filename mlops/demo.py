@@ -657,7 +657,7 @@ def main(home: Path, rows: int, port: int, min_samples: int | None = None, confi
     # OpenMP threads would make the training slow and the gate's latency measure the contention
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    progress, record, pipelines, servers = Progress(9), Record(), Pipelines(home), []
+    progress, record, pipelines, servers = Progress(8), Record(), Pipelines(home), []
     traffic, code = None, 0
 
     def interrupted(signum, frame):

@@ -104,7 +104,7 @@ def test_a_port_in_use_is_refused_before_anything_runs(tmp_path):
 
 def test_ctrl_c_stops_every_process_it_started_and_leaves_the_registry_whole(tmp_path):
     process, home, lines = start(tmp_path, free_port())
-    wait_for(lines, "step 2/9", process, 120)
+    wait_for(lines, "step 2/8", process, 120)
     deadline = time.monotonic() + 60
     while len(started := processes_of(home)) < 3:  # the demo, its pipeline process, a step of the pipeline
         assert time.monotonic() < deadline and process.poll() is None, "".join(lines)
