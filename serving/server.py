@@ -69,8 +69,7 @@ def _serve(settings: Settings, model_dir: str) -> int:
     # which takes longer than uvicorn's default 5 s on a busy machine: it would be killed, again and again
     uvicorn.run("serving.app:create_app", factory=True, http=SheddingProtocol, host=settings.host,
                 port=settings.port, workers=settings.workers, access_log=False, timeout_graceful_shutdown=20,
-                log_level="info",
-                timeout_worker_healthcheck=60)
+                log_level="info", timeout_worker_healthcheck=60)
     return 0
 
 
