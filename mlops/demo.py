@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -416,14 +416,11 @@ def retrain(result: dict, data_uri: str, settings, home: str) -> tuple[dict, obj
     training run it submitted or None)."""
     from components.trigger import logic as trigger
     from components.trigger.submit import LocalSubmitter
-    from mlops import local
 
-    runs, run_training = [], local.run_training
-    local.run_training = lambda *args, **kwargs: runs.append(run_training(*args, **kwargs)) or runs[-1]
-    submitter = LocalSubmitter(settings, Path(home))  # runs local.run_training: this process is the demo's own
+    submitter = LocalSubmitter(settings, Path(home))
     outcome = trigger.trigger(result, tracking_uri=settings.tracking_uri, model_name=settings.model_name,
                               training_data_uri=data_uri, submit=submitter.submit, status=submitter.status)
-    return outcome, (runs[0] if runs else None)
+    return outcome, (submitter.runs[0] if submitter.runs else None)
 
 
 # --- the loop ---------------------------------------------------------------------------------------------
@@ -448,17 +445,14 @@ def prepare(home: Path) -> None:
 def settings_for(home: Path, config: str | None, gates: str | None):
     """The training settings: the configs of record of the source tree (or the files given), this registry,
     deployment target local."""
-    import pipelines
     from mlops import local
     from pipelines import defaults
 
-    root = Path(pipelines.__file__).resolve().parents[1]
+    root = defaults.SOURCE
     settings = defaults.load(Path(config or root / defaults.CONFIG), Path(gates or root / defaults.GATES),
                              root / defaults.BASELINE, drift=root / defaults.DRIFT)
-    schema = settings.schema_uri if "://" in settings.schema_uri else str(root / settings.schema_uri)
     drift = defaults.read_drift(root / defaults.DRIFT)
-    return replace(settings, schema_uri=schema, tracking_uri=local.local_tracking_uri(home),
-                   deployment_target="local"), drift
+    return defaults.for_local_runs(settings, tracking_uri=local.local_tracking_uri(home)), drift
 
 
 def labelled(home: Path, name: str, rows: int, seed: int, drift: float = 0.0) -> str:

@@ -16,9 +16,9 @@ import yaml
 
 from components.trigger.submit import find_pipeline, find_version
 from pipelines import drift_check, training
+from pipelines.defaults import SOURCE  # the source tree, where compile.py lives
 
 PIPELINES = (training.NAME, drift_check.NAME)  # every compiled pipeline: <compiled dir>/<name>.yaml
-SOURCE = Path(training.__file__).resolve().parents[1]  # the source tree, where compile.py lives
 SOURCE_REPO = SOURCE  # the git work tree whose commit names what is compiled from SOURCE
 
 

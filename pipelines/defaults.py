@@ -20,6 +20,18 @@ BASELINE = "configs/baseline_metrics.yaml"
 DRIFT = "configs/drift.yaml"
 
 
+SOURCE = Path(__file__).resolve().parents[1]  # the source tree: configs/, schemas/
+
+
+def for_local_runs(settings: "TrainingDefaults", **changes) -> "TrainingDefaults":
+    """`settings` for a local training run whose steps run in another folder: a relative schema path made
+    absolute against the source tree, deployment target local, and `changes`."""
+    from dataclasses import replace
+
+    schema = settings.schema_uri if "://" in settings.schema_uri else str(SOURCE / settings.schema_uri)
+    return replace(settings, schema_uri=schema, deployment_target="local", **changes)
+
+
 class ConfigError(ValueError):
     """A configuration file is missing, unreadable or malformed."""
 

@@ -1,6 +1,7 @@
 """Shared fixtures: the worked example's contract, small generated tables, a real MLflow server."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -47,6 +48,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def send_json(handler, status: int, body) -> None:
+    """Answer an http.server request with `body` as JSON (the API emulators' answers)."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,8 @@ from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from tests.conftest import send_json
+
 API = "/apis/v2beta1"
 
 
@@ -191,12 +193,7 @@ class KfpEmulator:
                                                      self.headers.get("Authorization"))
                 except ValueError as exc:
                     status, answer = 400, {"message": str(exc)}
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, answer)
 
             do_GET = do_POST = do_DELETE = _serve
 

@@ -19,6 +19,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from tests.conftest import send_json
+
 PATH = re.compile(r"^(?P<prefix>/apis/[^/]+/[^/]+|/api/v1)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)"
                   r"(?:/(?P<name>[^/]+))?(?:/(?P<sub>status))?$")
 
@@ -169,12 +171,7 @@ class Emulator:
                 pass
 
             def _send(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, body)
 
             def _status(self, code, message, reason="Error"):
                 self._send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure",

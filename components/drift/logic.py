@@ -199,12 +199,14 @@ def read_log(uri: str, model_name: str, version: str, features: dict[str, str], 
         for path in sorted(fs.glob(f"{hour}/*.parquet")):
             name = fs.unstrip_protocol(path)
             try:
-                missing = [c for c in columns if c not in pq.read_schema(path, filesystem=fs).names]
+                footer = pq.read_metadata(path, filesystem=fs)
+                missing = [c for c in columns if c not in footer.schema.names]
                 if missing:
                     skipped.append({"file": name, "reason": "missing column(s): " + ", ".join(missing)})
                     continue
-                table = pq.read_table(path, columns=columns, filesystem=fs, use_threads=threads,
-                                      read_dictionary=[*categorical, "model_version"])
+                parquet = pq.ParquetFile(path, filesystem=fs, metadata=footer,  # the footer parsed once
+                                         read_dictionary=[*categorical, "model_version"])
+                table = parquet.read(columns, use_threads=threads)
             except Exception as exc:  # noqa: BLE001 - any unreadable file is reported and skipped
                 skipped.append({"file": name, "reason": f"{type(exc).__name__}: {exc}"})
                 continue
@@ -379,14 +381,9 @@ def gauges(result: dict):
 def push(url: str, result: dict, timeout: float = 10.0) -> dict:
     """Push the scores to a Prometheus Pushgateway under job=<model name>, replacing that group (its
     push_time_seconds is when the check last ran); a failure is logged and returned."""
-    from prometheus_client import push_to_gateway
+    from components import pushgateway
 
-    try:
-        push_to_gateway(url, job=result["model_name"], registry=gauges(result), timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - a failed push never fails the check
-        log.error("drift: push to the Pushgateway %s failed: %s: %s", url, type(exc).__name__, exc)
-        return {"url": url, "pushed": False, "error": f"{type(exc).__name__}: {exc}"}
-    return {"url": url, "pushed": True}
+    return pushgateway.push(url, result["model_name"], gauges(result), timeout=timeout)
 
 
 def _bin_labels(spec: dict) -> list[str]:

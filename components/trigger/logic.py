@@ -7,7 +7,6 @@ that fails is reported and leaves that state as it was; with a Pushgateway, a ga
 from __future__ import annotations
 
 import json
-import logging
 import time
 from datetime import datetime, timezone
 from typing import Callable
@@ -16,8 +15,6 @@ from mlflow import MlflowClient
 
 from components.dataio import read_table_and_sha256
 from components.registry import version_by_alias
-
-log = logging.getLogger(__name__)
 
 REASON = "automated_drift_detection"
 SUBMITTED_AT, RUN, DETAILS = "retraining_submitted_at", "retraining_run", "retraining_reason"
@@ -127,12 +124,7 @@ def push(url: str, model_name: str, outcome: dict, now: Callable[[], float] = ti
     """Push `gauges` to the Pushgateway under job=<model name> with GROUPING_KEY: the drift check replaces its
     own group (job=<model name>) at every push, so each keeps the other's series. pushadd: a push without a
     submission keeps the last submission's time. A failure is logged and returned, never raised."""
-    from prometheus_client import pushadd_to_gateway
+    from components import pushgateway
 
-    try:
-        pushadd_to_gateway(url, job=model_name, grouping_key=GROUPING_KEY, registry=gauges(model_name, outcome, now),
-                           timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - a failed push never fails the step
-        log.error("trigger: push to the Pushgateway %s failed: %s: %s", url, type(exc).__name__, exc)
-        return {"url": url, "pushed": False, "error": f"{type(exc).__name__}: {exc}"}
-    return {"url": url, "pushed": True}
+    return pushgateway.push(url, model_name, gauges(model_name, outcome, now), GROUPING_KEY, add=True,
+                            timeout=timeout)

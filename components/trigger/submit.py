@@ -115,10 +115,11 @@ class KfpSubmitter:
 
 
 class LocalSubmitter:
-    """A local training run (kfp.local), synchronous: submit returns once it has finished."""
+    """A local training run (kfp.local), synchronous: submit returns once it has finished; `runs` holds the
+    TrainingRun of each."""
 
     def __init__(self, settings, home: Path):
-        self.settings, self.home = settings, Path(home)
+        self.settings, self.home, self.runs = settings, Path(home), []
 
     def submit(self, parameters: dict) -> str:
         """Parameters that are training settings (quality_gates, training_config, ...) replace the settings'."""
@@ -131,6 +132,7 @@ class LocalSubmitter:
         names = {f.name for f in fields(self.settings)}
         settings = replace(self.settings, **{k: arguments.pop(k) for k in list(arguments) if k in names})
         run = local.run_training(data_uri, settings, self.home, parameters=arguments)
+        self.runs.append(run)
         return run.run_dir.name
 
     def status(self, run_id: str) -> str:
@@ -147,16 +149,10 @@ def local_submitter(tracking_uri: str, model_name: str, home: Path | None = None
     deployment target local (as `mlops run training`). Local state in `home`, by default beside a SQLite
     registry (`.mlops/` of `./dev mlops run`), else in the folder the step runs in (the home of the
     `mlops.local` runners, which run their steps there)."""
-    from dataclasses import replace
-
-    import pipelines
     from pipelines import defaults
 
-    root = Path(pipelines.__file__).resolve().parents[1]
-    settings = defaults.load(root=root)
-    schema = settings.schema_uri if "://" in settings.schema_uri else str(root / settings.schema_uri)
-    settings = replace(settings, tracking_uri=tracking_uri, model_name=model_name, schema_uri=schema,
-                       deployment_target="local")
+    settings = defaults.for_local_runs(defaults.load(root=defaults.SOURCE), tracking_uri=tracking_uri,
+                                       model_name=model_name)
     if home is None:
         home = Path(tracking_uri.removeprefix("sqlite:///")).parent if tracking_uri.startswith("sqlite:///") \
             else Path.cwd()

@@ -15,18 +15,13 @@ from mlflow import MlflowClient
 from components import lifecycle
 from components.trigger import logic as trigger
 from mlops import demo
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # small and quick: a linear model, no tuning, gates a 2,000-row model meets (the loop, not the model, is tested)
 TRAINING = {"seed": 1, "test_size": 0.25, "estimator": "logistic_regression", "params": {"max_iter": 200},
             "tuning": {}, "importance": {"n_repeats": 1, "max_rows": 500}}
 GATES = {"metrics": {"roc_auc": {"minimum": 0.6}, "edge_cases_passed": {"minimum": 1}}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(tmp_path, port: int) -> tuple[subprocess.Popen, Path, list[str]]:
