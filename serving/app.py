@@ -26,6 +26,7 @@ from serving.requests import ClientError, parse_json, rows_from_body
 log = logging.getLogger("serving")
 RETRY_AFTER = 1          # seconds, in the Retry-After header of a 503
 OFF_LOOP_BYTES = 65_536  # bodies larger than this are parsed and checked in a thread, off the event loop
+PREDICT_FAILED = {"error": "internal error while predicting; see the server log"}
 SHED_BODY = orjson.dumps({"error": f"overloaded: this worker already holds MAX_IN_FLIGHT requests; "
                                    f"retry after {RETRY_AFTER} s"})
 
@@ -61,7 +62,7 @@ class Admission:
     event loop's time goes to the admitted requests rather than to refusing the others.
     """
 
-    current: "Admission | None" = None  # this process's, for serving.shedding
+    current: "Admission | None" = None  # this process's, for serving.protocol
 
     def __init__(self, app, worker: "Worker"):
         self.app, self.worker, self.in_flight = app, worker, 0
@@ -75,11 +76,14 @@ class Admission:
         self.in_flight += 1
         return True
 
+    def release(self) -> None:
+        self.in_flight -= 1
+
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or not is_prediction(scope):
             return await self.app(scope, receive, send)
         scope["request_id"] = request_id = request_id_of(scope)
-        # a request serving.shedding admitted while parsing it holds its slot already
+        # a request serving.protocol admitted while parsing it holds its slot already
         if not scope.pop("admitted", False) and not self.admit():  # no body read, no queueing
             metrics.SHED.labels(*self.worker.labels()).inc()
             await send({"type": "http.response.start", "status": 503, "headers": [
@@ -90,7 +94,7 @@ class Admission:
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            self.release()
 
 
 def json_response(body: dict, status: int = 200, request_id: str | None = None, retry: bool = False) -> Response:
@@ -172,20 +176,50 @@ class Worker:
                 checked = self._rows(body, kserve)
             predicted, proba = await self.batcher.submit(checked, request_id)
             metrics.ROWS.labels(*labels).inc(len(checked))
-            # labels as in the training data ("yes", 1, true): tolist() gives JSON-native values
-            if not kserve:
-                return json_response({"predictions": predicted.tolist()}, request_id=request_id)
-            return json_response({"predictions": predicted.tolist(), "probabilities": proba,
-                                  "model_version": self.version}, request_id=request_id)
+            return json_response(self.answer(predicted, proba, kserve), request_id=request_id)
         except ClientError as exc:
             metrics.ERRORS.labels(*labels, "client").inc()
             return json_response(exc.body(), exc.status, request_id)
         except Exception:
             metrics.ERRORS.labels(*labels, "server").inc()
             log.exception("prediction failed (request %s)", request_id)
-            return json_response({"error": "internal error while predicting; see the server log"}, 500, request_id)
+            return json_response(PREDICT_FAILED, 500, request_id)
         finally:
             metrics.DURATION.labels(*labels).observe(time.perf_counter() - started)
+
+    def answer(self, predicted, proba, kserve: bool) -> dict:
+        """The body of a 200: labels as in the training data ("yes", 1, true; tolist() gives JSON-native
+        values) and, for KServe, the positive class's probabilities."""
+        if not kserve:
+            return {"predictions": predicted.tolist()}
+        return {"predictions": predicted.tolist(), "probabilities": proba, "model_version": self.version}
+
+    def predict_now(self, kserve: bool, name: str | None, body: bytes, request_id: str, reply) -> bool:
+        """The direct path of serving.protocol, for a small body already read whole: no ASGI task, no response
+        object. False, with nothing done, for what `predict` answers with an error (no model yet, another
+        model's name, rows the contract refuses); else True, and later `reply(status, body bytes)` once."""
+        if self.model is None or (kserve and name != self.name):
+            return False
+        try:
+            rows = self._rows(body, kserve)
+        except ClientError:
+            return False
+        labels, started = self.labels(), time.perf_counter()
+        metrics.REQUESTS.labels(*labels).inc()
+
+        def done(result, error) -> None:
+            if error is None:
+                metrics.ROWS.labels(*labels).inc(len(rows))
+                status, payload = 200, self.answer(*result, kserve)
+            else:
+                metrics.ERRORS.labels(*labels, "server").inc()
+                log.error("prediction failed (request %s)", request_id, exc_info=error)
+                status, payload = 500, PREDICT_FAILED
+            metrics.DURATION.labels(*labels).observe(time.perf_counter() - started)
+            reply(status, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY))
+
+        self.batcher.add(rows, request_id, done)
+        return True
 
     def _rows(self, body: bytes, kserve: bool) -> list[dict]:
         """The body's rows, checked against the contract."""

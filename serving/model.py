@@ -19,6 +19,8 @@ from components import contract as contract_mod
 from components.contract import Contract
 from components.registry import MODEL_FILE, ModelIntegrityError, file_sha256, load_model, registered_sha256
 from components.scoring import positive_index
+from serving import preprocess
+from serving.preprocess import Preprocessor
 from serving.requests import RequestReader
 
 INFO_FILE = "model_info.json"  # the pull record, written by `mlops model pull` beside the MLflow model files
@@ -118,7 +120,7 @@ class ServedModel:
     reader: RequestReader
     example: pd.DataFrame
 
-    blocks: list | None = None  # (fitted transformer, columns) of the preprocessing, for the direct path
+    preprocessor: Preprocessor | None = None  # the pipeline's preprocessing in numpy, for the direct path
 
     @cached_property
     def positive(self) -> int:
@@ -129,29 +131,27 @@ class ServedModel:
         """(labels, positive-class probabilities), labels as the estimator's own predict gives them."""
         # the request checks already rejected non-finite values; skip sklearn's per-step re-checks
         with sklearn.config_context(assume_finite=True):
-            if self.blocks is None:
+            if self.preprocessor is None:
                 proba = self.estimator.predict_proba(frame[self.contract.feature_columns])
             else:
-                proba = self.estimator[-1].predict_proba(
-                    np.hstack([transformer.transform(frame[columns]) for transformer, columns in self.blocks]))
+                proba = self.estimator[-1].predict_proba(self.preprocessor.transform(frame))
         return self.estimator.classes_[proba.argmax(axis=1)], np.ascontiguousarray(proba[:, self.positive])
 
     def use_direct_path(self, rows: pd.DataFrame) -> bool:
-        """Call the column transformer's fitted parts directly (no ColumnTransformer dispatch, which
-        costs more than the model on small batches) when the pipeline has the shape train_model builds,
+        """Preprocess in numpy (serving.preprocess) rather than through scikit-learn, whose input checks
+        cost more than the model on small batches, when the pipeline has the shape train_model builds,
         and only if that gives exactly the pipeline's own probabilities on `rows`."""
-        from sklearn.compose import ColumnTransformer
         from sklearn.pipeline import Pipeline
 
         est = self.estimator
-        if not (isinstance(est, Pipeline) and len(est.steps) == 2 and isinstance(est[0], ColumnTransformer)
-                and est[0].remainder == "drop" and est[0].sparse_output_ is False):
+        if not (isinstance(est, Pipeline) and len(est.steps) == 2):
             return False
-        self.blocks = [(t, list(cols)) for _, t, cols in est[0].transformers_ if t != "drop"]
-        reference = est.predict_proba(rows[self.contract.feature_columns])[:, self.positive]
-        if not np.array_equal(self.predict(rows)[1], reference):
-            self.blocks = None
-        return self.blocks is not None
+        self.preprocessor = preprocess.compile(est[0])
+        if self.preprocessor is not None:
+            reference = est.predict_proba(rows[self.contract.feature_columns])[:, self.positive]
+            if not np.array_equal(self.predict(rows)[1], reference):
+                self.preprocessor = None
+        return self.preprocessor is not None
 
 
 def load(model_path: str, name: str | None = None, version: str | None = None, schema_uri: str | None = None,

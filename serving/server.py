@@ -53,7 +53,7 @@ def _serve(settings: Settings, model_dir: str) -> int:
     import uvicorn
 
     from serving import metrics
-    from serving.shedding import SheddingProtocol
+    from serving.protocol import ServingProtocol
 
     if settings.fail_fast:
         from serving.model import load
@@ -67,7 +67,7 @@ def _serve(settings: Settings, model_dir: str) -> int:
     metrics.serve(settings.metrics_port, settings.host)
     # a spawned worker re-imports the entry module before it can answer the supervisor's health pings,
     # which takes longer than uvicorn's default 5 s on a busy machine: it would be killed, again and again
-    uvicorn.run("serving.app:create_app", factory=True, http=SheddingProtocol, host=settings.host,
+    uvicorn.run("serving.app:create_app", factory=True, http=ServingProtocol, host=settings.host,
                 port=settings.port, workers=settings.workers, access_log=False, timeout_graceful_shutdown=20,
                 log_level="info", timeout_worker_healthcheck=60)
     return 0

@@ -1,6 +1,7 @@
 """The real server over HTTP: predictions, readiness, bad input, metrics, micro-batching, inference log."""
 import json
 from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPConnection
 
 import mlflow.pyfunc
 import mlflow.sklearn
@@ -139,11 +140,18 @@ def test_concurrent_rows_are_batched_and_metrics_add_up_across_workers(start_ser
     _, rows = trained_model
     server = start_server({"MODEL_PATH": str(pulled), "MODEL_ROLE": "canary", "MAX_BATCH_SIZE": "32"})
     server.wait()
-    url = f"{server.url}/v1/models/{MODEL}:predict"
     singles = records(rows.head(200))
-    with ThreadPoolExecutor(32) as pool:
-        answers = list(pool.map(lambda r: http("POST", url, {"instances": [r]}), singles))
-    assert all(status == 200 for status, _ in answers)
+    connections = [HTTPConnection("127.0.0.1", server.port, timeout=10) for _ in range(25)]
+    statuses = []
+    for start in range(0, 200, 25):  # 25 requests on the wire at once, then their 25 answers
+        for conn, row in zip(connections, singles[start:start + 25]):
+            conn.request("POST", f"/v1/models/{MODEL}:predict", json.dumps({"instances": [row]}),
+                         {"Content-Type": "application/json"})
+        for conn in connections:
+            answer = conn.getresponse()
+            answer.read()
+            statuses.append(answer.status)
+    assert statuses == [200] * 200
 
     def value(name, suffix=""):
         return sum(v for labels, v in metric_samples(server.metrics_port, name + suffix)

@@ -1,4 +1,4 @@
-"""Shedding in the HTTP parser (serving.shedding) on a real uvicorn server, over raw sockets.
+"""Shedding in the HTTP parser (serving.protocol) on a real uvicorn server, over raw sockets.
 
 The prediction app here holds each admitted request until the test releases it, so which requests are over
 MAX_IN_FLIGHT is known exactly.
@@ -16,7 +16,7 @@ import uvicorn
 
 from serving import app as serving_app
 from serving.config import Settings
-from serving.shedding import SheddingProtocol
+from serving.protocol import ServingProtocol
 from tests.conftest import free_port
 
 
@@ -43,7 +43,7 @@ def server():
     held = Held()
     gate = serving_app.Admission(held, serving_app.Worker(Settings(model_path="unused", max_in_flight=1)))
     port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(gate, host="127.0.0.1", port=port, http=SheddingProtocol, lifespan="off",
+    srv = uvicorn.Server(uvicorn.Config(gate, host="127.0.0.1", port=port, http=ServingProtocol, lifespan="off",
                                         log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

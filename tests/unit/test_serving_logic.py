@@ -167,7 +167,7 @@ def test_direct_path_gives_the_pipelines_own_probabilities(contract, transaction
 
     other = LogisticRegression().fit(rows[["amount", "hour_of_day"]], result.holdout["is_fraud"])
     bare = ServedModel(info, other, contract, RequestReader(contract), rows.head(5))
-    assert not bare.use_direct_path(rows.head(5)) and bare.blocks is None
+    assert not bare.use_direct_path(rows.head(5)) and bare.preprocessor is None
 
 
 class FlakyFileSystem(LocalFileSystem):
