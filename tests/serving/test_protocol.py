@@ -1,7 +1,8 @@
-"""Shedding in the HTTP parser (serving.protocol) on a real uvicorn server, over raw sockets.
+"""The HTTP protocol (serving.protocol) on a real uvicorn server, over raw sockets: shedding while parsing, and
+the direct path for small prediction requests.
 
-The prediction app here holds each admitted request until the test releases it, so which requests are over
-MAX_IN_FLIGHT is known exactly.
+For shedding, the prediction app holds each admitted request until the test releases it, so which requests are
+over MAX_IN_FLIGHT is known exactly. The direct path is tried on the real application with a real model.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from serving import app as serving_app
 from serving.config import Settings
 from serving.protocol import ServingProtocol
 from tests.conftest import free_port
+from tests.serving.conftest import MODEL, records
 
 
 class Held:
@@ -38,12 +40,9 @@ class Held:
         await send({"type": "http.response.body", "body": b"ok"})
 
 
-@pytest.fixture
-def server():
-    held = Held()
-    gate = serving_app.Admission(held, serving_app.Worker(Settings(model_path="unused", max_in_flight=1)))
+def run_uvicorn(asgi, lifespan: str):
     port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(gate, host="127.0.0.1", port=port, http=ServingProtocol, lifespan="off",
+    srv = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=port, http=ServingProtocol, lifespan=lifespan,
                                         log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -51,11 +50,41 @@ def server():
     while not srv.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.02)
-    yield port, held, gate
-    held.release.set()
+    return port, srv, thread
+
+
+def stop_uvicorn(srv, thread) -> None:
     srv.should_exit = True
     thread.join(10)
     serving_app.Admission.current = None
+
+
+@pytest.fixture
+def server():
+    held = Held()
+    gate = serving_app.Admission(held, serving_app.Worker(Settings(model_path="unused", max_in_flight=1)))
+    port, srv, thread = run_uvicorn(gate, "off")
+    yield port, held, gate
+    held.release.set()
+    stop_uvicorn(srv, thread)
+
+
+@pytest.fixture
+def served(trained_model):
+    """The real application, its model loaded."""
+    folder, rows = trained_model
+    gate = serving_app.create_app(Settings(model_path=str(folder), model_name=MODEL, max_in_flight=2))
+    port, srv, thread = run_uvicorn(gate, "on")
+    until(lambda: gate.worker.model is not None)
+    yield port, gate, rows
+    stop_uvicorn(srv, thread)
+
+
+def until(condition, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def post(path: str = "/invocations", body: bytes = b'{"instances": [{}]}', headers: str = "") -> bytes:
@@ -126,3 +155,47 @@ def test_pipelined_requests_are_answered_in_order(server):
     conn.send(post() + b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n" + post())
     assert [conn.answer()[0] for _ in range(3)] == [200, 200, 200]
     assert gate.in_flight == 0
+
+
+def chunked(path: str, body: bytes) -> bytes:
+    """The same request with a chunked body: no Content-Length, so it goes through ASGI."""
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Transfer-Encoding: chunked\r\n\r\n{len(body):x}\r\n").encode() + body + b"\r\n0\r\n\r\n"
+
+
+def test_a_small_prediction_gets_the_same_answer_directly_as_through_asgi(served):
+    port, gate, rows = served
+    conn = Conn(port)
+    for path in (f"/v1/models/{MODEL}:predict", "/invocations"):
+        body = json.dumps({"instances": records(rows.head(3))}).encode()
+        conn.send(post(path, body, "X-Request-ID: caller-1\r\n"))
+        status, headers, direct = conn.answer()
+        assert status == 200 and headers["x-request-id"] == "caller-1" and "date" in headers
+        assert headers["content-type"] == "application/json"
+        conn.send(chunked(path, body))
+        status, _, through_asgi = conn.answer()
+        assert status == 200 and json.loads(direct) == json.loads(through_asgi)
+    # what the direct path does not answer goes through ASGI, body and all: the same errors as ever
+    conn.send(post("/v1/models/other:predict", body))
+    assert conn.answer()[0] == 404
+    bad = dict(records(rows.head(1))[0], amount="lots")
+    conn.send(post("/invocations", json.dumps({"instances": [bad]}).encode()))
+    status, _, answer = conn.answer()
+    assert status == 422 and "instances[0].amount" in answer.decode()
+    conn.send(post("/invocations", b"x" * 100 + b"{"))
+    assert conn.answer()[0] == 400
+    until(lambda: gate.in_flight == 0)
+
+
+def test_a_client_gone_before_its_answer_frees_its_slot(served):
+    port, gate, rows = served
+    body = json.dumps({"instances": records(rows.head(2))}).encode()
+    for cut in (len(body) // 2, len(body)):  # gone while sending its body, then gone right after sending it
+        for _ in range(3):  # more than MAX_IN_FLIGHT (2): a leaked slot would show
+            conn = Conn(port)
+            conn.send(post("/invocations", body)[:-len(body) + cut or None])
+            conn.sock.close()
+        until(lambda: gate.in_flight == 0)
+    conn = Conn(port)
+    conn.send(post("/invocations", body))
+    assert conn.answer()[0] == 200
