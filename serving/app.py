@@ -202,7 +202,7 @@ class Worker:
             return False
         try:
             rows = self._rows(body, kserve)
-        except ClientError:
+        except Exception:  # predict answers it: a 4xx naming the problem, or a 500 logged
             return False
         labels, started = self.labels(), time.perf_counter()
         metrics.REQUESTS.labels(*labels).inc()
