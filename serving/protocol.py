@@ -116,7 +116,7 @@ class ServingProtocol(HttpToolsProtocol):
 
         def reply(status: int, body: bytes) -> None:
             gate.release()
-            if cycle.disconnected:
+            if cycle.disconnected or self.transport.is_closing():
                 return
             self.transport.write(response(status, request_id, body, cycle.keep_alive,
                                           tuple(self.server_state.default_headers)))

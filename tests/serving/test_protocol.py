@@ -115,6 +115,10 @@ class Conn:
     def closed(self) -> bool:
         return self.reader.read(1) == b""
 
+    def close(self) -> None:
+        self.reader.close()  # the socket closes once its file object is closed too
+        self.sock.close()
+
 
 def test_over_the_limit_a_prediction_gets_the_503_at_once_and_the_connection_goes_on(server):
     port, held, gate = server
@@ -175,6 +179,8 @@ def test_a_small_prediction_gets_the_same_answer_directly_as_through_asgi(served
         conn.send(chunked(path, body))
         status, _, through_asgi = conn.answer()
         assert status == 200 and json.loads(direct) == json.loads(through_asgi)
+    conn.send(post("/invocations", body) * 3)  # pipelined: the first directly, the others through ASGI, in order
+    assert [json.loads(conn.answer()[2]) for _ in range(3)] == [json.loads(through_asgi)] * 3
     # what the direct path does not answer goes through ASGI, body and all: the same errors as ever
     conn.send(post("/v1/models/other:predict", body))
     assert conn.answer()[0] == 404
@@ -194,7 +200,7 @@ def test_a_client_gone_before_its_answer_frees_its_slot(served):
         for _ in range(3):  # more than MAX_IN_FLIGHT (2): a leaked slot would show
             conn = Conn(port)
             conn.send(post("/invocations", body)[:-len(body) + cut or None])
-            conn.sock.close()
+            conn.close()
         until(lambda: gate.in_flight == 0)
     conn = Conn(port)
     conn.send(post("/invocations", body))
