@@ -232,7 +232,8 @@ def cmd_schedule(args) -> int:
             package = args.package if Path(args.package).is_file() else None
             run, uploaded, replaced = schedule.create_or_update(
                 client, args.host, args.cron, package_path=package, namespace=args.namespace,
-                experiment=args.experiment, params=dict(args.param), service_account=args.service_account)
+                experiment=args.experiment, params=dict(args.param), service_account=args.service_account,
+                version=args.version)
             if uploaded:
                 print(f"uploaded {args.package} as pipeline '{schedule.NAME}'")
             print(("updated" if replaced else "created") + f": {schedule.describe(run)}")
@@ -444,14 +445,16 @@ def parser() -> argparse.ArgumentParser:
     kfp_args.add_argument("--token", help="bearer token for the KFP API (default: the service-account token at "
                                           "KF_PIPELINES_SA_TOKEN_PATH, when that file exists)")
     dc = sched.add_parser("drift-check", parents=[kfp_args], help="create or update the hourly drift check",
-                          description="Creates the recurring run 'drift-check' of the newest version of the "
-                                      "uploaded 'drift-check' pipeline (uploading --package first when it is "
-                                      "missing), max_concurrency 1, no catch-up; an existing one is replaced "
-                                      "(created anew, then the old one deleted).")
+                          description="Creates the recurring run 'drift-check' of the uploaded 'drift-check' "
+                                      "pipeline's version --version, else its newest (uploading --package first "
+                                      "when the pipeline is missing), max_concurrency 1, no catch-up; an existing "
+                                      "one is replaced (created anew, then the old one deleted).")
     dc.add_argument("--cron", required=True, help="5 fields ('0 * * * *', hourly; stored with a leading 0 "
                                                   "seconds field) or KFP's 6 fields (taken as is)")
     dc.add_argument("--package", default="compiled/drift-check.yaml",
                     help="compiled pipeline to upload if none is uploaded (default: compiled/drift-check.yaml)")
+    dc.add_argument("--version", help="the pipeline version to run, by name, as `mlops upload` named it "
+                                      "(default: the newest)")
     dc.add_argument("--experiment", default="drift-check", help="experiment of the runs (default: drift-check)")
     dc.add_argument("--service-account", default="", help="service account the runs use")
     dc.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",

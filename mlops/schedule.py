@@ -38,9 +38,10 @@ def find(client, name: str, namespace: str) -> list:
 
 def create_or_update(client, host: str, cron: str, *, package_path: str | None, namespace: str,
                      experiment: str = NAME, name: str = NAME, params: dict | None = None,
-                     service_account: str = ""):
-    """Schedule the newest version of the uploaded `drift-check` pipeline (uploading `package_path` first when
-    it is missing): create the new recurring run, then delete the ones it replaces (KFP has no update).
+                     service_account: str = "", version: str | None = None):
+    """Schedule the uploaded `drift-check` pipeline's version named `version`, else its newest (uploading
+    `package_path` first when the pipeline is missing): create the new recurring run, then delete the ones it
+    replaces (KFP has no update).
     Returns (the recurring run, whether the pipeline was uploaded, ids of the replaced runs)."""
     stored = kfp_cron(cron)
     uploaded = False
@@ -49,7 +50,7 @@ def create_or_update(client, host: str, cron: str, *, package_path: str | None, 
             raise SubmitError(f"no pipeline named {NAME!r} is uploaded to {host}, and no package to upload")
         create_pipeline(client, package_path, NAME, namespace)
         uploaded = True
-    pipeline_id, version_id = pipeline_version(client, NAME, host, namespace)
+    pipeline_id, version_id = pipeline_version(client, NAME, host, namespace, version)
     experiment_id = client.create_experiment(experiment, namespace=namespace).experiment_id
     old = find(client, name, namespace)
     new = client.create_recurring_run(experiment_id, name, cron_expression=stored, max_concurrency=1,

@@ -110,3 +110,14 @@ def test_unreachable_host_is_a_clear_error(capsys, tmp_path, monkeypatch):
     assert cli.main(["schedule", "list", "--host", host, "--namespace", "team-fraud"]) == 1
     err = capsys.readouterr().err
     assert f"KFP at {host}" in err and "refused" in err
+
+
+def test_version_names_the_pipeline_version_to_schedule(kfp, capsys):
+    pipeline_id = kfp.add_pipeline("drift-check", versions=3)
+    old = kfp.versions[pipeline_id][0]
+    assert mlops(kfp, "drift-check", "--cron", "0 * * * *", "--version", old["display_name"], *DATA) == 0
+    (scheduled,) = kfp.recurring.values()
+    assert scheduled["pipeline_version_reference"]["pipeline_version_id"] == old["pipeline_version_id"]
+    assert mlops(kfp, "drift-check", "--cron", "0 * * * *", "--version", "no-such", *DATA) == 1
+    assert "has no version named 'no-such'" in capsys.readouterr().err
+    assert list(kfp.recurring.values()) == [scheduled]  # the schedule in place stays
