@@ -80,6 +80,32 @@ def test_micro_batcher_groups_concurrent_requests():
     assert sum(calls) == 20 and len(calls) < 20 and max(calls) <= 8
 
 
+def test_micro_batcher_predicts_a_large_request_in_its_thread_and_isolates_a_failing_one():
+    threads = []
+
+    def predict(rows, tags):
+        threads.append(threading.current_thread().name)
+        if any(r["x"] < 0 for r in rows):
+            raise ValueError("bad row")
+        values = np.array([r["x"] for r in rows])
+        return values * 2, values / 10
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_batch_size=4, max_wait_ms=0)
+        batcher.start()
+        big = batcher.submit([{"x": i} for i in range(10)], "big")
+        small = [batcher.submit([{"x": x}], f"s{x}") for x in (1, -1, 3)]
+        results = await asyncio.gather(big, *small, return_exceptions=True)
+        await batcher.stop()
+        return results
+
+    big, one, bad, three = asyncio.run(scenario())
+    assert big[0].tolist() == [2 * i for i in range(10)]
+    assert one[0].tolist() == [2] and isinstance(bad, ValueError) and three[0].tolist() == [6]
+    # 10 rows > MAX_BATCH_SIZE: in the thread; then the three together on the loop, and after the failure alone
+    assert threads[0].startswith("predict") and threads[1:] == ["MainThread"] * 4
+
+
 def test_inference_log_drops_when_full_and_flushes_on_close(tmp_path, transactions):
     frame = transactions.head(4)
     gate = threading.Event()
