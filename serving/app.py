@@ -200,11 +200,12 @@ class Worker:
         model's name, rows the contract refuses); else True, and later `reply(status, body bytes)` once."""
         if self.model is None or (kserve and name != self.name):
             return False
+        started = time.perf_counter()
         try:
             rows = self._rows(body, kserve)
         except Exception:  # predict answers it: a 4xx naming the problem, or a 500 logged
             return False
-        labels, started = self.labels(), time.perf_counter()
+        labels = self.labels()
         metrics.REQUESTS.labels(*labels).inc()
 
         def done(result, error) -> None:
