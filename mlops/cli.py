@@ -396,7 +396,8 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="the model server (HTTP :8080, Prometheus metrics :9090)",
                            description="Other settings come from the environment: MODEL_PATH, MODEL_NAME, "
                                        "MODEL_SHA256, MODEL_ROLE, MODEL_ROLE_FILE, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, "
-                                       "MAX_BODY_BYTES, INFERENCE_LOG_URI, INFERENCE_LOG_SAMPLE_RATE, "
+                                       "MAX_BODY_BYTES, MAX_IN_FLIGHT, BODY_TIMEOUT_SECONDS, INFERENCE_LOG_URI, "
+                                       "INFERENCE_LOG_SAMPLE_RATE, "
                                        "SCHEMA_URI, FAIL_FAST (see serving/config.py).")
     serve.add_argument("--model-uri", help="models:/NAME@ALIAS, models:/NAME/VERSION, runs:/..., or a path "
                                            "(default: MODEL_URI, or the folder MODEL_PATH); resolved, "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -180,6 +180,9 @@ class Worker:
         except ClientError as exc:
             metrics.ERRORS.labels(*labels, "client").inc()
             return json_response(exc.body(), exc.status, request_id)
+        except ClientDisconnect:  # gone before its body arrived (or cut off by BODY_TIMEOUT_SECONDS): not ours
+            metrics.ERRORS.labels(*labels, "client").inc()
+            return json_response({"error": "the client went away"}, 400, request_id)  # nobody to send it to
         except Exception:
             metrics.ERRORS.labels(*labels, "server").inc()
             log.exception("prediction failed (request %s)", request_id)

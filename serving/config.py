@@ -31,6 +31,7 @@ class Settings:
     max_batch_wait_ms: float = 1.0         # MAX_BATCH_WAIT_MS: wait for more rows when requests overlap
     max_body_bytes: int = 1_048_576        # MAX_BODY_BYTES: larger requests get 413
     max_in_flight: int = 64                # MAX_IN_FLIGHT: prediction requests a worker holds; more get 503
+    body_timeout_seconds: float = 10.0     # BODY_TIMEOUT_SECONDS: an admitted request's body must arrive by then
     inference_log_uri: str | None = None   # INFERENCE_LOG_URI: folder or fsspec URL; unset = no log
     inference_log_sample_rate: float = 1.0  # INFERENCE_LOG_SAMPLE_RATE: share of rows logged
     inference_log_queue_size: int = 10_000  # INFERENCE_LOG_QUEUE_SIZE: requests waiting to be written
@@ -63,6 +64,8 @@ class Settings:
             raise SettingsError("no model: give --model-uri / MODEL_URI or MODEL_PATH")
         if self.model_role not in ("canary", "stable"):
             raise SettingsError(f"MODEL_ROLE must be 'canary' or 'stable', got {self.model_role!r}")
+        if not self.body_timeout_seconds > 0:
+            raise SettingsError(f"BODY_TIMEOUT_SECONDS must be above 0, got {self.body_timeout_seconds}")
         if not 0.0 <= self.inference_log_sample_rate <= 1.0:
             raise SettingsError(f"INFERENCE_LOG_SAMPLE_RATE must be in [0, 1], got {self.inference_log_sample_rate}")
         for name in ("workers", "max_batch_size", "max_body_bytes", "max_in_flight", "inference_log_queue_size",

@@ -11,6 +11,7 @@ writes, and each step waits its turn behind everything else the event loop has t
   model yet, another model's name, rows the contract refuses) goes on through ASGI with the body already read,
   so every answer is the one `Worker.predict` gives.
 Everything else, pipelined requests included, goes through ASGI as usual; `Admission` stays the authority there.
+An admitted request whose body has not arrived within BODY_TIMEOUT_SECONDS gets a 408 and its connection closed.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from serving import app, metrics
 
 KSERVE_PREFIX, KSERVE_SUFFIX = "/v1/models/", ":predict"
+REQUEST_TIMEOUT_BODY = b'{"error": "the request body did not arrive within BODY_TIMEOUT_SECONDS"}'
 
 
 def response(status: int, request_id: str, body: bytes, keep_alive: bool, headers: tuple = ()) -> bytes:
@@ -51,6 +53,8 @@ class ServingProtocol(HttpToolsProtocol):
 
     shedding = False
     direct = None  # the cycle of the admitted request being read for the direct path
+    reading = None  # the cycle of the admitted request whose body is being read
+    body_timer = None  # its BODY_TIMEOUT_SECONDS deadline, set when a read ends without the whole body
 
     def on_message_begin(self) -> None:
         self.shedding = False
@@ -73,12 +77,19 @@ class ServingProtocol(HttpToolsProtocol):
                 super().on_headers_complete()
                 if direct:
                     self.direct = self.cycle
+                self.reading = self.cycle
                 return
         super().on_headers_complete()
 
     def _start_asgi_task(self, cycle, asgi) -> None:
         if not cycle.scope.pop("direct", False):  # a direct request starts in on_message_complete, if at all
             super()._start_asgi_task(cycle, asgi)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.reading is not None and self.body_timer is None:
+            timeout = app.Admission.current.worker.settings.body_timeout_seconds
+            self.body_timer = self.loop.call_later(timeout, self._body_too_slow, self.reading)
 
     def on_body(self, body: bytes) -> None:
         if not self.shedding:
@@ -87,16 +98,35 @@ class ServingProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if self.shedding:
             return self._shed()
+        self._stop_body_timer()
         super().on_message_complete()
         cycle, self.direct = self.direct, None
         if cycle is not None:
             self._answer_directly(cycle)
 
     def connection_lost(self, exc) -> None:
+        self._stop_body_timer()
         if self.direct is not None:  # gone while its body was being read: nobody else will free the slot
             self.direct = None
             app.Admission.current.release()
         super().connection_lost(exc)
+
+    def _stop_body_timer(self) -> None:
+        self.reading = None
+        if self.body_timer is not None:
+            self.body_timer.cancel()
+            self.body_timer = None
+
+    def _body_too_slow(self, cycle) -> None:
+        """An admitted request whose body has not arrived in BODY_TIMEOUT_SECONDS: 408 and close, so a client
+        that trickles its body (or never sends it) cannot hold a slot. Its ASGI task, if any, sees the client
+        gone; a direct one's slot is freed as the connection closes."""
+        self.body_timer = self.reading = None
+        if cycle.response_complete or self.transport.is_closing():
+            return
+        self.transport.write(response(408, app.request_id_of(cycle.scope), REQUEST_TIMEOUT_BODY, False,
+                                      tuple(self.server_state.default_headers)))
+        self.transport.close()
 
     def _shed(self) -> None:
         gate = app.Admission.current

@@ -14,6 +14,7 @@ import time
 
 import pytest
 import uvicorn
+from prometheus_client import REGISTRY
 
 from serving import app as serving_app
 from serving.config import Settings
@@ -73,7 +74,8 @@ def server():
 def served(trained_model):
     """The real application, its model loaded."""
     folder, rows = trained_model
-    gate = serving_app.create_app(Settings(model_path=str(folder), model_name=MODEL, max_in_flight=2))
+    gate = serving_app.create_app(Settings(model_path=str(folder), model_name=MODEL, max_in_flight=2,
+                                           body_timeout_seconds=1.0))
     port, srv, thread = run_uvicorn(gate, "on")
     until(lambda: gate.worker.model is not None)
     yield port, gate, rows
@@ -204,4 +206,32 @@ def test_a_client_gone_before_its_answer_frees_its_slot(served):
         until(lambda: gate.in_flight == 0)
     conn = Conn(port)
     conn.send(post("/invocations", body))
+    assert conn.answer()[0] == 200
+
+
+def test_a_body_that_does_not_arrive_in_time_gets_408_and_frees_its_slot(served):
+    port, gate, rows = served  # BODY_TIMEOUT_SECONDS 1
+
+    def errors(kind):
+        labels = dict(zip(("model", "model_version", "role"), gate.worker.labels()), kind=kind)
+        return REGISTRY.get_sample_value("model_inference_errors_total", labels) or 0
+
+    before = errors("client"), errors("server")
+    small = json.dumps({"instances": records(rows.head(2))}).encode()
+    large = b'{"instances": [' + b" " * 100_000 + b"]}"  # over 64 KiB: read through ASGI
+    for body in (small, large):
+        conn = Conn(port)
+        conn.send(post("/invocations", body)[:-20])  # all but the last 20 bytes, then nothing
+        started = time.monotonic()
+        status, headers, answer = conn.answer()
+        assert status == 408 and "BODY_TIMEOUT_SECONDS" in answer.decode()
+        assert headers["connection"] == "close" and conn.closed() and 0.8 < time.monotonic() - started < 5
+        until(lambda: gate.in_flight == 0)
+    # the one read through ASGI saw its client gone: the client's doing, not a server error for the canary
+    assert (errors("client"), errors("server")) == (before[0] + 1, before[1])
+    conn = Conn(port)  # slow, but within the deadline
+    request = post("/invocations", small)
+    conn.send(request[:-20])
+    time.sleep(0.4)
+    conn.send(request[-20:])
     assert conn.answer()[0] == 200
