@@ -26,6 +26,7 @@ from serving.requests import ClientError, parse_json, rows_from_body
 log = logging.getLogger("serving")
 RETRY_AFTER = 1          # seconds, in the Retry-After header of a 503
 OFF_LOOP_BYTES = 65_536  # bodies larger than this are parsed and checked in a thread, off the event loop
+BODY_LATE_JSON = orjson.dumps({"error": "the request body did not arrive within BODY_TIMEOUT_SECONDS"})
 PREDICT_FAILED = {"error": "internal error while predicting; see the server log"}
 SHED_BODY = orjson.dumps({"error": f"overloaded: this worker already holds MAX_IN_FLIGHT requests; "
                                    f"retry after {RETRY_AFTER} s"})
@@ -169,7 +170,13 @@ class Worker:
             if kserve and request.path_params["name"] != self.name:
                 raise ClientError(404, f"no model named {request.path_params['name']!r}; this server serves "
                                        f"{self.name!r}")
-            body = await self._read_body(request)
+            try:
+                async with asyncio.timeout(self.settings.body_timeout_seconds):
+                    body = await self._read_body(request)
+            except TimeoutError:  # a trickled or stalled upload must not hold its slot: 408, and close
+                metrics.ERRORS.labels(*labels, "client").inc()
+                return Response(BODY_LATE_JSON, 408, {"X-Request-ID": request_id, "Connection": "close"},
+                                media_type="application/json")
             if len(body) > OFF_LOOP_BYTES:  # parse and check in a thread: other requests keep being served
                 checked = await asyncio.get_running_loop().run_in_executor(None, self._rows, body, kserve)
             else:
@@ -180,7 +187,7 @@ class Worker:
         except ClientError as exc:
             metrics.ERRORS.labels(*labels, "client").inc()
             return json_response(exc.body(), exc.status, request_id)
-        except ClientDisconnect:  # gone before its body arrived (or cut off by BODY_TIMEOUT_SECONDS): not ours
+        except ClientDisconnect:  # gone before its body arrived: the client's doing, not a server error
             metrics.ERRORS.labels(*labels, "client").inc()
             return json_response({"error": "the client went away"}, 400, request_id)  # nobody to send it to
         except Exception:
@@ -212,15 +219,18 @@ class Worker:
         metrics.REQUESTS.labels(*labels).inc()
 
         def done(result, error) -> None:
-            if error is None:
+            try:
+                if error is not None:
+                    raise error
+                body = orjson.dumps(self.answer(*result, kserve), option=orjson.OPT_SERIALIZE_NUMPY)
                 metrics.ROWS.labels(*labels).inc(len(rows))
-                status, payload = 200, self.answer(*result, kserve)
-            else:
+                status = 200
+            except Exception:
                 metrics.ERRORS.labels(*labels, "server").inc()
-                log.error("prediction failed (request %s)", request_id, exc_info=error)
-                status, payload = 500, PREDICT_FAILED
+                log.exception("prediction failed (request %s)", request_id)
+                status, body = 500, orjson.dumps(PREDICT_FAILED)
             metrics.DURATION.labels(*labels).observe(time.perf_counter() - started)
-            reply(status, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY))
+            reply(status, body)
 
         self.batcher.add(rows, request_id, done)
         return True

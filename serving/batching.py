@@ -61,9 +61,13 @@ class MicroBatcher:
                 rows += len(batch[-1][0])
             self.waiting_rows -= rows
             if rows > self.max_rows:
-                self.loop.run_in_executor(self.executor, self._predict, batch).add_done_callback(
-                    lambda outcome: self._deliver(batch, outcome.result(), then=self._turn))
-                return
+                try:
+                    self.loop.run_in_executor(self.executor, self._predict, batch).add_done_callback(
+                        lambda outcome: self._deliver(batch, _outcomes(outcome, len(batch)), then=self._turn))
+                    return
+                except RuntimeError as exc:  # the executor is shut down: the server is stopping
+                    self._deliver(batch, [(None, exc)] * len(batch))
+                    continue
             self._deliver(batch, self._predict(batch))
         self.busy = False
 
@@ -98,6 +102,14 @@ class MicroBatcher:
                 log.exception("answering a predicted request failed")
         if then:
             then()
+
+
+def _outcomes(outcome: asyncio.Future, n: int) -> list[tuple]:
+    """The thread's per-request outcomes; if it gave none (cancelled at shutdown), the reason, for each."""
+    try:
+        return outcome.result()
+    except BaseException as exc:
+        return [(None, exc)] * n
 
 
 def _settle(future: asyncio.Future, result=None, error: Exception | None = None) -> None:

@@ -48,7 +48,7 @@ class Role:
             try:
                 with open(self.path) as fh:
                     self.value = fh.read().strip().strip('"') or self.value
-            except OSError:
+            except (OSError, UnicodeDecodeError):  # unreadable: keep the last value
                 pass
         return self.value
 

@@ -11,10 +11,11 @@ writes, and each step waits its turn behind everything else the event loop has t
   model yet, another model's name, rows the contract refuses) goes on through ASGI with the body already read,
   so every answer is the one `Worker.predict` gives.
 Everything else, pipelined requests included, goes through ASGI as usual; `Admission` stays the authority there.
-An admitted request whose body has not arrived within BODY_TIMEOUT_SECONDS gets a 408 and its connection closed.
+A direct request whose body has not arrived within BODY_TIMEOUT_SECONDS gets a 408 and its connection closed.
 """
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 
 import httptools
@@ -22,8 +23,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from serving import app, metrics
 
+log = logging.getLogger("serving")
 KSERVE_PREFIX, KSERVE_SUFFIX = "/v1/models/", ":predict"
-REQUEST_TIMEOUT_BODY = b'{"error": "the request body did not arrive within BODY_TIMEOUT_SECONDS"}'
 
 
 def response(status: int, request_id: str, body: bytes, keep_alive: bool, headers: tuple = ()) -> bytes:
@@ -53,11 +54,11 @@ class ServingProtocol(HttpToolsProtocol):
 
     shedding = False
     direct = None  # the cycle of the admitted request being read for the direct path
-    reading = None  # the cycle of the admitted request whose body is being read
-    body_timer = None  # its BODY_TIMEOUT_SECONDS deadline, set when a read ends without the whole body
+    body_timer = None  # the direct request's BODY_TIMEOUT_SECONDS deadline, set when a read ends without its body
 
     def on_message_begin(self) -> None:
         self.shedding = False
+        self._unset_keepalive_if_required()  # a shed answer in this same read armed it
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
@@ -68,6 +69,8 @@ class ServingProtocol(HttpToolsProtocol):
             if app.is_prediction({"method": "POST", "path": path}):
                 if not gate.admit():
                     self.shedding = True
+                    if self.expect_100_continue:  # it waits for a go-ahead before its body: answer now, close
+                        self._shed(keep_alive=False)
                     return
                 length = _content_length(self.headers)
                 direct = (not self.expect_100_continue and length is not None
@@ -77,7 +80,6 @@ class ServingProtocol(HttpToolsProtocol):
                 super().on_headers_complete()
                 if direct:
                     self.direct = self.cycle
-                self.reading = self.cycle
                 return
         super().on_headers_complete()
 
@@ -87,9 +89,9 @@ class ServingProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.reading is not None and self.body_timer is None:
+        if self.direct is not None and self.body_timer is None:
             timeout = app.Admission.current.worker.settings.body_timeout_seconds
-            self.body_timer = self.loop.call_later(timeout, self._body_too_slow, self.reading)
+            self.body_timer = self.loop.call_later(timeout, self._body_too_slow, self.direct)
 
     def on_body(self, body: bytes) -> None:
         if not self.shedding:
@@ -112,26 +114,27 @@ class ServingProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def _stop_body_timer(self) -> None:
-        self.reading = None
         if self.body_timer is not None:
             self.body_timer.cancel()
             self.body_timer = None
 
     def _body_too_slow(self, cycle) -> None:
-        """An admitted request whose body has not arrived in BODY_TIMEOUT_SECONDS: 408 and close, so a client
-        that trickles its body (or never sends it) cannot hold a slot. Its ASGI task, if any, sees the client
-        gone; a direct one's slot is freed as the connection closes."""
-        self.body_timer = self.reading = None
-        if cycle.response_complete or self.transport.is_closing():
+        """A direct request whose body has not arrived in BODY_TIMEOUT_SECONDS: 408 and close, so a client that
+        trickles its body (or never sends it) cannot hold a slot; it is freed as the connection closes.
+        (`Worker.predict` keeps the same deadline on the bodies it reads.)"""
+        self.body_timer = None
+        if self.transport.is_closing():
             return
-        self.transport.write(response(408, app.request_id_of(cycle.scope), REQUEST_TIMEOUT_BODY, False,
+        self.transport.write(response(408, app.request_id_of(cycle.scope), app.BODY_LATE_JSON, False,
                                       tuple(self.server_state.default_headers)))
         self.transport.close()
 
-    def _shed(self) -> None:
+    def _shed(self, keep_alive: bool | None = None) -> None:
+        if self.transport.is_closing():  # answered already (Expect: 100-continue), or the client is gone
+            return
         gate = app.Admission.current
         metrics.SHED.labels(*gate.worker.labels()).inc()
-        keep_alive = self.parser.should_keep_alive()
+        keep_alive = self.parser.should_keep_alive() if keep_alive is None else keep_alive
         self.transport.write(shed_response(app.request_id_of({"headers": self.headers}), keep_alive))
         if not keep_alive:
             self.transport.close()
@@ -156,6 +159,11 @@ class ServingProtocol(HttpToolsProtocol):
                 self.transport.close()
             cycle.on_response()
 
-        if (name is not None and "/" in name) or not gate.worker.predict_now(kserve, name, bytes(cycle.body),
-                                                                            request_id, reply):
+        try:
+            answered = (name is None or "/" not in name) and gate.worker.predict_now(
+                kserve, name, bytes(cycle.body), request_id, reply)
+        except Exception:  # before its rows were queued: the full path answers it, a 500 logged if it fails too
+            log.exception("direct path failed (request %s)", request_id)
+            answered = False
+        if not answered:
             super()._start_asgi_task(cycle, self.app)  # the full path answers, with the body already read

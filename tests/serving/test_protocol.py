@@ -227,11 +227,38 @@ def test_a_body_that_does_not_arrive_in_time_gets_408_and_frees_its_slot(served)
         assert status == 408 and "BODY_TIMEOUT_SECONDS" in answer.decode()
         assert headers["connection"] == "close" and conn.closed() and 1.8 < time.monotonic() - started < 8
         until(lambda: gate.in_flight == 0)
-    # the one read through ASGI saw its client gone: the client's doing, not a server error for the canary
-    assert (errors("client"), errors("server")) == (before[0] + 1, before[1])
+    conn = Conn(port)  # a prediction pipelined behind another is read through ASGI, under the same deadline
+    conn.send(post("/invocations", small) + post("/invocations", small)[:-20])
+    assert conn.answer()[0] == 200
+    status, headers, answer = conn.answer()
+    assert status == 408 and headers["connection"] == "close" and conn.closed()
+    until(lambda: gate.in_flight == 0)
+    # the ones read through ASGI count as client errors, not as server errors for the canary
+    assert (errors("client"), errors("server")) == (before[0] + 2, before[1])
     conn = Conn(port)  # slow, but within the deadline
     request = post("/invocations", small)
     conn.send(request[:-20])
     time.sleep(0.3)
     conn.send(request[-20:])
     assert conn.answer()[0] == 200
+
+
+def test_a_failure_while_answering_directly_is_a_500_and_frees_the_slot(served, monkeypatch):
+    port, gate, rows = served
+    monkeypatch.setattr(gate.worker, "answer", lambda *args: 1 / 0)
+    conn = Conn(port)
+    conn.send(post("/invocations", json.dumps({"instances": records(rows.head(1))}).encode()))
+    status, _, answer = conn.answer()
+    assert status == 500 and "internal error" in answer.decode()
+    until(lambda: gate.in_flight == 0)
+
+
+def test_a_shed_request_waiting_for_100_continue_gets_its_503_at_once(server):
+    port, held, gate = server
+    first = Conn(port)
+    first.send(post())  # takes the one slot, held
+    until(lambda: gate.in_flight == 1)
+    waiting = Conn(port)
+    waiting.send(post(headers="Expect: 100-continue\r\n").split(b"\r\n\r\n")[0] + b"\r\n\r\n")  # no body yet
+    status, headers, _ = waiting.answer()
+    assert status == 503 and headers["connection"] == "close" and waiting.closed()
