@@ -27,7 +27,7 @@ log = logging.getLogger("serving")
 RETRY_AFTER = 1          # seconds, in the Retry-After header of a 503
 OFF_LOOP_BYTES = 65_536  # bodies larger than this are parsed and checked in a thread, off the event loop
 BODY_LATE_JSON = orjson.dumps({"error": "the request body did not arrive within BODY_TIMEOUT_SECONDS"})
-PREDICT_FAILED = {"error": "internal error while predicting; see the server log"}
+PREDICT_FAILED = orjson.dumps({"error": "internal error while predicting; see the server log"})
 SHED_BODY = orjson.dumps({"error": f"overloaded: this worker already holds MAX_IN_FLIGHT requests; "
                                    f"retry after {RETRY_AFTER} s"})
 
@@ -98,12 +98,13 @@ class Admission:
             self.release()
 
 
-def json_response(body: dict, status: int = 200, request_id: str | None = None, retry: bool = False) -> Response:
+def json_response(body: dict | bytes, status: int = 200, request_id: str | None = None,
+                  retry: bool = False) -> Response:
     headers = {"X-Request-ID": request_id} if request_id else {}
     if retry:
         headers["Retry-After"] = str(RETRY_AFTER)
-    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status, headers,
-                    media_type="application/json")
+    content = body if isinstance(body, bytes) else orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(content, status, headers, media_type="application/json")
 
 
 class Worker:
@@ -181,9 +182,8 @@ class Worker:
                 checked = await asyncio.get_running_loop().run_in_executor(None, self._rows, body, kserve)
             else:
                 checked = self._rows(body, kserve)
-            predicted, proba = await self.batcher.submit(checked, request_id)
-            metrics.ROWS.labels(*labels).inc(len(checked))
-            return json_response(self.answer(predicted, proba, kserve), request_id=request_id)
+            result = await self.batcher.submit(checked, request_id)
+            return json_response(self.answer(labels, checked, result, kserve), request_id=request_id)
         except ClientError as exc:
             metrics.ERRORS.labels(*labels, "client").inc()
             return json_response(exc.body(), exc.status, request_id)
@@ -191,18 +191,27 @@ class Worker:
             metrics.ERRORS.labels(*labels, "client").inc()
             return json_response({"error": "the client went away"}, 400, request_id)  # nobody to send it to
         except Exception:
-            metrics.ERRORS.labels(*labels, "server").inc()
-            log.exception("prediction failed (request %s)", request_id)
-            return json_response(PREDICT_FAILED, 500, request_id)
+            return json_response(self.failed(labels, request_id), 500, request_id)
         finally:
             metrics.DURATION.labels(*labels).observe(time.perf_counter() - started)
 
-    def answer(self, predicted, proba, kserve: bool) -> dict:
-        """The body of a 200: labels as in the training data ("yes", 1, true; tolist() gives JSON-native
-        values) and, for KServe, the positive class's probabilities."""
-        if not kserve:
-            return {"predictions": predicted.tolist()}
-        return {"predictions": predicted.tolist(), "probabilities": proba, "model_version": self.version}
+    def answer(self, labels: tuple, rows: list, result: tuple, kserve: bool) -> bytes:
+        """The body of a 200, its rows counted: labels as in the training data ("yes", 1, true; tolist() gives
+        JSON-native values) and, for KServe, the positive class's probabilities."""
+        predicted, proba = result
+        body = {"predictions": predicted.tolist()}
+        if kserve:
+            body.update(probabilities=proba, model_version=self.version)
+        content = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+        metrics.ROWS.labels(*labels).inc(len(rows))
+        return content
+
+    @staticmethod
+    def failed(labels: tuple, request_id: str) -> bytes:
+        """The body of a 500, called while handling the exception: counted and logged."""
+        metrics.ERRORS.labels(*labels, "server").inc()
+        log.exception("prediction failed (request %s)", request_id)
+        return PREDICT_FAILED
 
     def predict_now(self, kserve: bool, name: str | None, body: bytes, request_id: str, reply) -> bool:
         """The direct path of serving.protocol, for a small body already read whole: no ASGI task, no response
@@ -222,13 +231,9 @@ class Worker:
             try:
                 if error is not None:
                     raise error
-                body = orjson.dumps(self.answer(*result, kserve), option=orjson.OPT_SERIALIZE_NUMPY)
-                metrics.ROWS.labels(*labels).inc(len(rows))
-                status = 200
+                status, body = 200, self.answer(labels, rows, result, kserve)
             except Exception:
-                metrics.ERRORS.labels(*labels, "server").inc()
-                log.exception("prediction failed (request %s)", request_id)
-                status, body = 500, orjson.dumps(PREDICT_FAILED)
+                status, body = 500, self.failed(labels, request_id)
             metrics.DURATION.labels(*labels).observe(time.perf_counter() - started)
             reply(status, body)
 

@@ -20,7 +20,6 @@ from components.contract import Contract
 from components.registry import MODEL_FILE, ModelIntegrityError, file_sha256, load_model, registered_sha256
 from components.scoring import positive_index
 from serving import preprocess
-from serving.preprocess import Preprocessor
 from serving.requests import RequestReader
 
 INFO_FILE = "model_info.json"  # the pull record, written by `mlops model pull` beside the MLflow model files
@@ -120,7 +119,7 @@ class ServedModel:
     reader: RequestReader
     example: pd.DataFrame
 
-    preprocessor: Preprocessor | None = None  # the pipeline's preprocessing in numpy, for the direct path
+    preprocessor: preprocess.Preprocessor | None = None  # the pipeline's preprocessing in numpy
 
     @cached_property
     def positive(self) -> int:
@@ -137,7 +136,7 @@ class ServedModel:
                 proba = self.estimator[-1].predict_proba(self.preprocessor.transform(frame))
         return self.estimator.classes_[proba.argmax(axis=1)], np.ascontiguousarray(proba[:, self.positive])
 
-    def use_direct_path(self, rows: pd.DataFrame) -> bool:
+    def use_numpy_preprocessing(self, rows: pd.DataFrame) -> bool:
         """Preprocess in numpy (serving.preprocess) rather than through scikit-learn, whose input checks
         cost more than the model on small batches, when the pipeline has the shape train_model builds,
         and only if that gives exactly the pipeline's own probabilities on `rows`."""
@@ -188,7 +187,7 @@ def load(model_path: str, name: str | None = None, version: str | None = None, s
         raise FileNotFoundError(f"{folder} holds no {contract_mod.MODEL_FILE}; give SCHEMA_URI")
     example = Model.load(str(folder)).load_input_example(str(folder))
     served = ServedModel(info, estimator, spec, RequestReader(spec), example)
-    served.use_direct_path(example)
+    served.use_numpy_preprocessing(example)
     served.predict(example)  # warm-up: the first prediction pays for lazy initialisation
     log.info("model %s version %s loaded from %s (pid %d); sha256 checked against %s", info.name, info.version,
              folder, os.getpid(), checked)

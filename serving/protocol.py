@@ -27,7 +27,7 @@ log = logging.getLogger("serving")
 KSERVE_PREFIX, KSERVE_SUFFIX = "/v1/models/", ":predict"
 
 
-def response(status: int, request_id: str, body: bytes, keep_alive: bool, headers: tuple = ()) -> bytes:
+def response(status: int, request_id: str, body: bytes, keep_alive: bool, headers=()) -> bytes:
     """A whole JSON response: status line, headers, body."""
     lines = [b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode()),
              *(b"%s: %s\r\n" % pair for pair in headers), b"content-type: application/json\r\n",
@@ -126,7 +126,7 @@ class ServingProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         self.transport.write(response(408, app.request_id_of(cycle.scope), app.BODY_LATE_JSON, False,
-                                      tuple(self.server_state.default_headers)))
+                                      self.server_state.default_headers))
         self.transport.close()
 
     def _shed(self, keep_alive: bool | None = None) -> None:
@@ -152,7 +152,7 @@ class ServingProtocol(HttpToolsProtocol):
             if cycle.disconnected or self.transport.is_closing():
                 return
             self.transport.write(response(status, request_id, body, cycle.keep_alive,
-                                          tuple(self.server_state.default_headers)))
+                                          self.server_state.default_headers))
             cycle.response_complete = True
             cycle.message_event.set()
             if not cycle.keep_alive:

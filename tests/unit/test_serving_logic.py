@@ -176,7 +176,7 @@ def test_role_follows_the_downward_api_file(tmp_path):
     assert role() == "stable"  # promoted: the label changed, the file followed
 
 
-def test_direct_path_gives_the_pipelines_own_probabilities(contract, transactions):
+def test_numpy_preprocessing_gives_the_pipelines_own_probabilities(contract, transactions):
     from sklearn.linear_model import LogisticRegression
 
     from components.train.logic import train
@@ -187,13 +187,13 @@ def test_direct_path_gives_the_pipelines_own_probabilities(contract, transaction
     rows = result.holdout[contract.feature_columns]
     info = ModelInfo(name="m", version="1", source="test")
     served = ServedModel(info, result.pipeline, contract, RequestReader(contract), rows.head(5))
-    assert served.use_direct_path(rows.head(5))
+    assert served.use_numpy_preprocessing(rows.head(5))
     np.testing.assert_array_equal(served.predict(rows)[1], result.pipeline.predict_proba(rows)[:, 1])
     np.testing.assert_array_equal(served.predict(rows)[0], result.pipeline.predict(rows))
 
     other = LogisticRegression().fit(rows[["amount", "hour_of_day"]], result.holdout["is_fraud"])
     bare = ServedModel(info, other, contract, RequestReader(contract), rows.head(5))
-    assert not bare.use_direct_path(rows.head(5)) and bare.preprocessor is None
+    assert not bare.use_numpy_preprocessing(rows.head(5)) and bare.preprocessor is None
 
 
 class FlakyFileSystem(LocalFileSystem):
