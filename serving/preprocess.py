@@ -37,36 +37,30 @@ class _Numeric:
         return x
 
 
+def _is_nan(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
 class _OneHot:
     """OneHotEncoder(handle_unknown="ignore"): one 1.0 per column in the value's category, none for unknowns."""
 
     def __init__(self, columns: list[str], encoder: OneHotEncoder):
-        self.columns, self.width = columns, sum(len(c) for c in encoder.categories_)
-        # scikit-learn reads a column as floats when its categories came out as floats (pandas' nullable boolean)
-        self.floats = [c.dtype.kind == "f" for c in encoder.categories_]
-        self.index, self.nan = [], []  # per column: category -> output column; the NaN category's column
-        offset = 0
-        for categories in encoder.categories_:
-            positions = {}
-            nan = None
-            for i, category in enumerate(categories.tolist()):
-                if isinstance(category, float) and math.isnan(category):
-                    nan = offset + i
-                else:
-                    positions[category] = offset + i
-            self.index.append(positions)
-            self.nan.append(nan)
+        self.width = sum(len(c) for c in encoder.categories_)
+        # per column: (name, whether scikit-learn reads it as floats (its categories came out as floats: pandas'
+        # nullable boolean), category -> output column, the NaN category's output column)
+        self.columns, offset = [], 0
+        for column, categories in zip(columns, encoder.categories_):
+            positions = {c: offset + i for i, c in enumerate(categories.tolist()) if not _is_nan(c)}
+            nan = next((offset + i for i, c in enumerate(categories.tolist()) if _is_nan(c)), None)
+            self.columns.append((column, categories.dtype.kind == "f", positions, nan))
             offset += len(categories)
 
     def __call__(self, frame) -> np.ndarray:
         out = np.zeros((len(frame), self.width))
-        for column, positions, nan, floats in zip(self.columns, self.index, self.nan, self.floats):
+        for column, floats, positions, nan in self.columns:
             values = frame[column].to_numpy(dtype=np.float64, na_value=np.nan) if floats else frame[column]
             for row, value in enumerate(values.tolist()):
-                if isinstance(value, float) and math.isnan(value):
-                    j = nan
-                else:
-                    j = positions.get(value)
+                j = nan if _is_nan(value) else positions.get(value)
                 if j is not None:
                     out[row, j] = 1.0
         return out
@@ -76,8 +70,7 @@ def _block(transformer, columns: list[str]):
     if (type(transformer) is Pipeline and len(transformer.steps) == 2 and type(transformer[0]) is SimpleImputer
             and type(transformer[1]) is StandardScaler):
         imputer, scaler = transformer[0], transformer[1]
-        if (imputer.add_indicator or not (isinstance(imputer.missing_values, float)
-                                          and math.isnan(imputer.missing_values))
+        if (imputer.add_indicator or not _is_nan(imputer.missing_values)
                 or np.isnan(imputer.statistics_).any()):  # an all-missing column is dropped: not handled here
             return None
         return _Numeric(columns, imputer, scaler)
