@@ -217,7 +217,7 @@ def cmd_schedule(args) -> int:
     from kfp_server_api.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
-    from components.trigger.submit import SubmitError, kfp_client
+    from components.kfp_api import SubmitError, kfp_client
     from mlops import schedule
 
     if args.action == "drift-check":  # checked before connecting
@@ -257,7 +257,7 @@ def cmd_upload(args) -> int:
     from kfp_server_api.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
-    from components.trigger.submit import SubmitError, kfp_client
+    from components.kfp_api import SubmitError, kfp_client
     from mlops import upload
 
     # compiled now: the commit of the source tree compiled; given files: of the work tree they were compiled in
@@ -281,8 +281,7 @@ def cmd_upload(args) -> int:
 
 def kfp_failure(exc: Exception, args) -> int:
     """Print why a call to the KFP API failed (unreachable, unauthorized, not uploaded); exit status 1."""
-    from components.trigger.submit import SubmitError
-    from mlops.upload import kfp_error
+    from components.kfp_api import SubmitError, kfp_error
 
     message = exc if isinstance(exc, SubmitError) else kfp_error(exc, args.host, args.namespace)
     print(f"mlops: error: {message}", file=sys.stderr)
@@ -293,7 +292,7 @@ def cmd_submit(args) -> int:
     from kfp_server_api.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
-    from components.trigger.submit import KfpSubmitter, SubmitError
+    from components.kfp_api import KfpSubmitter, SubmitError
 
     try:
         submitter = KfpSubmitter(args.host, args.namespace, args.experiment, args.service_account,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from components.trigger.submit import SubmitError, by_name, find_pipeline, pipeline_version
+from components.kfp_api import SubmitError, by_name, find_pipeline, pipeline_version
 from mlops.upload import create_pipeline
 
 NAME = "drift-check"  # the uploaded pipeline and its recurring run

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from components.trigger.submit import find_pipeline, find_version
+from components.kfp_api import find_pipeline, find_version
 from pipelines import drift_check, training
 from pipelines.defaults import SOURCE  # the source tree, where compile.py lives
 
@@ -158,18 +158,3 @@ def upload(client, version: Version, compiled_dir: str | Path | None = None, ima
     with tempfile.TemporaryDirectory(prefix="mlops-compiled-") as tmp:
         return [upload_one(client, path, name, version, namespace)
                 for name, path in compile_into(tmp, image, version).items()]
-
-
-def kfp_error(exc: Exception, host: str, namespace: str = "") -> str:
-    """What went wrong talking to the KFP API at `host`, for a person."""
-    status = getattr(exc, "status", None)
-    if status == 401:
-        return (f"KFP at {host} refused the request: HTTP 401 Unauthorized (no valid credentials): give --token, "
-                "or a service-account token file at KF_PIPELINES_SA_TOKEN_PATH")
-    if status == 403:
-        where = f" in namespace {namespace!r}" if namespace else " (shared pipelines; a profile's --namespace?)"
-        return f"KFP at {host} refused the request: HTTP 403 Forbidden (the credentials lack permission{where})"
-    if status is not None:
-        return f"KFP at {host}: HTTP {status} {exc.reason}: {(exc.body or '').strip()[:300]}"
-    reason = getattr(exc, "reason", None) or exc
-    return f"KFP at {host} is unreachable: {reason}"

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from components.trigger import logic
-from components.trigger.submit import KfpSubmitter, SubmitError
+from components.kfp_api import KfpSubmitter, SubmitError
 from tests.kfp_emulator import API, KfpEmulator
 from tests.trigger.test_logic import RETRAIN
 
