@@ -24,7 +24,7 @@ from components import lifecycle
 from components.deploy import kube
 from components.deploy.online import analysis_args
 
-TARGETS = ("canary", "rolling", "local", "none")
+from components.deploy import TARGETS
 # Where the manifests live: the project root's manifests/, or MLOPS_MANIFESTS (the image sets it).
 MANIFESTS = Path(os.environ.get("MLOPS_MANIFESTS", Path(__file__).resolve().parents[2] / "manifests"))
 
