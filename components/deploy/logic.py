@@ -21,10 +21,9 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from components import lifecycle
-from components.deploy import kube
+from components.deploy import TARGETS, kube
 from components.deploy.online import analysis_args
 
-from components.deploy import TARGETS
 # Where the manifests live: the project root's manifests/, or MLOPS_MANIFESTS (the image sets it).
 MANIFESTS = Path(os.environ.get("MLOPS_MANIFESTS", Path(__file__).resolve().parents[2] / "manifests"))
 
