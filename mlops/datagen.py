@@ -6,6 +6,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
+LABEL = "is_fraud"  # the label column, as schemas/features_v2.json names it
 CHANNELS = ["pos", "online", "mobile", "atm"]
 CATEGORIES = ["grocery", "restaurants", "fuel", "electronics", "online_retail", "travel",
               "entertainment", "health", "jewelry", "gambling", "cash_advance", "other"]
@@ -98,5 +99,5 @@ def generate(rows: int, seed: int = 0, drift: float = 0.0) -> pd.DataFrame:
         "channel": channel.astype(object),
         "card_present": card_present,
         "is_international": international,
-        "is_fraud": is_fraud,
+        LABEL: is_fraud,
     })

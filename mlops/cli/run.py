@@ -1,0 +1,133 @@
+"""`mlops run`: the training and drift-check pipelines run on this machine (kfp.local)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from components.deploy import TARGETS
+from mlops.cli.common import HOME, absolute, registry_uri
+from pipelines.defaults import BASELINE, CONFIG, DRIFT, GATES, ConfigError
+
+
+def cmd_run_training(args) -> int:
+    from components import contract, dataio
+    from components.gate.logic import check_gates
+    from mlops import datagen, local
+    from pipelines import defaults
+
+    settings = defaults.load(args.config, args.gates, args.baseline)
+    settings = replace(settings, schema_uri=absolute(args.schema or settings.schema_uri),
+                       tracking_uri=args.tracking_uri or local.local_tracking_uri(args.home),
+                       deployment_target=args.deploy_target, namespace=args.namespace or settings.namespace,
+                       rollout_name=args.rollout or settings.rollout_name)
+    spec = contract.load(settings.schema_uri)  # a broken schema file fails here, before anything runs
+    try:
+        check_gates(settings.quality_gates, str(args.gates)).slices.resolve(spec)
+    except ValueError as exc:
+        raise ConfigError(f"{args.gates}: {exc}") from exc
+    data_uri = args.data
+    if data_uri is None:
+        path = args.home / "data" / f"transactions-{args.rows}-seed{args.seed}.parquet"
+        if not path.exists():
+            print(f"generating {args.rows:,} synthetic transactions -> {path}", file=sys.stderr)
+            dataio.write_table(datagen.generate(args.rows, args.seed), str(path))
+        data_uri = str(path.resolve())
+    else:
+        data_uri = absolute(data_uri)
+    try:
+        run = local.run_training(data_uri, settings, args.home, commit=args.git_commit)
+    except local.PipelineFailed as exc:
+        print(f"mlops: training pipeline failed: {exc}", file=sys.stderr)
+        print("Nothing was registered.", file=sys.stderr)
+        return 1
+    print(local.summary(run, data_uri, settings))
+    return 0 if run.gate["passed"] else 1
+
+
+def cmd_run_drift_check(args) -> int:
+    from components.drift import logic
+    from pipelines import defaults
+
+    settings = defaults.load_drift(args.drift_config, args.config)
+    config = settings.config if args.window_hours is None else logic.check_config(
+        {**settings.config, "window_hours": args.window_hours}, "--window-hours")
+    log_uri = args.log_uri or os.environ.get("INFERENCE_LOG_URI")
+    if not log_uri:
+        raise ConfigError("no inference log: give --log-uri or set INFERENCE_LOG_URI")
+    tracking_uri = registry_uri(args)
+    result, detail, profile = logic.check(absolute(log_uri), tracking_uri, args.model_name or settings.model_name,
+                                          config, pushgateway_url=os.environ.get("PUSHGATEWAY_URL"))
+    result["retraining"] = None
+    if args.training_data:  # retraining when due: a local training run, once (components.trigger)
+        from components.trigger import submit
+
+        check_id = f"mlops-run-drift-check-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"  # no KFP run: this check
+        result["retraining"] = submit.run(result, tracking_uri=tracking_uri, model_name=result["model_name"],
+                                          training_data_uri=absolute(args.training_data), home=str(args.home),
+                                          pushgateway_url=os.environ.get("PUSHGATEWAY_URL"), drift_run_id=check_id)
+    if args.report:
+        Path(args.report).write_text(logic.render_html(result, detail, profile))
+    failed = (result["retraining"] or {}).get("error")  # a failed submission is an error, not a decision
+    if failed:
+        print(f"mlops: retraining submission failed: {failed}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result))
+        return 1 if failed else 0
+    print(f"drift check of {result['model_name']} version {result['model_version']}: {result['decision']}")
+    print(f"  {result['reason']}")
+    for feature in result["drifted_features"]:
+        print(f"  drifted: {feature} PSI {result['scores'][feature]:.3f}")
+    for skipped in result["skipped_files"]:
+        print(f"  skipped {skipped['file']}: {skipped['reason']}")
+    if result["pushgateway"] and not result["pushgateway"]["pushed"]:
+        print(f"  Pushgateway push failed: {result['pushgateway']['error']}")
+    if result["retraining"] is not None:
+        retraining = result["retraining"]
+        print("  retraining: "
+              f"{'submitted run ' + retraining['run'] if retraining['submitted'] else retraining['reason']}")
+    return 1 if failed else 0
+
+
+def add_run(sub) -> None:
+    """`mlops run training` and `mlops run drift-check`."""
+    run = sub.add_parser("run", help="run a pipeline locally (kfp.local)")
+    run_sub = run.add_subparsers(dest="pipeline", required=True)
+    tr = run_sub.add_parser("training", help="validate -> train -> evaluate -> gate -> register -> deploy")
+    tr.add_argument("--data", help="Parquet/CSV path or fsspec URL (default: generated transactions)")
+    tr.add_argument("--schema", help="feature contract file (default: data.schema_uri of --config)")
+    tr.add_argument("--config", default=CONFIG, help=f"training config (default: {CONFIG})")
+    tr.add_argument("--gates", default=GATES, help=f"quality gates (default: {GATES})")
+    tr.add_argument("--baseline", default=BASELINE, help=f"baseline metrics (default: {BASELINE})")
+    tr.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --home)")
+    tr.add_argument("--home", type=Path, default=HOME, help="local state folder (default: .mlops)")
+    tr.add_argument("--rows", type=int, default=100_000, help="rows of generated data when --data is not given")
+    tr.add_argument("--seed", type=int, default=7, help="seed of generated data")
+    tr.add_argument("--git-commit", help="commit recorded on the model (default: git rev-parse HEAD)")
+    tr.add_argument("--deploy-target", choices=TARGETS, default="local",
+                    help="last step: local (no cluster: promote to production; the default), canary, rolling, "
+                         "or none")
+    tr.add_argument("--namespace", help="namespace of the Rollout (default: deploy.namespace of --config)")
+    tr.add_argument("--rollout", help="Rollout or Deployment name (default: deploy.rollout_name of --config)")
+    tr.set_defaults(func=cmd_run_training)
+
+    dc = run_sub.add_parser("drift-check", help="one drift check of the production model's inference log, now",
+                            description="Exits 0 whatever the decision; non-zero only on an error. "
+                                        "PUSHGATEWAY_URL, when set, receives the scores.")
+    dc.add_argument("--log-uri", help="inference log folder or fsspec URL (default: INFERENCE_LOG_URI)")
+    dc.add_argument("--model-name", help="registered model (default: registry.model_name of --config)")
+    dc.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else SQLite under "
+                                           "--home)")
+    dc.add_argument("--window-hours", type=float, help="hours of log to read (default: window_hours of "
+                                                       "--drift-config)")
+    dc.add_argument("--training-data", help="labelled data to retrain on when retraining is due (a local training "
+                                            "run, at most once per cooldown); without it nothing is submitted")
+    dc.add_argument("--drift-config", default=DRIFT, help=f"drift settings (default: {DRIFT})")
+    dc.add_argument("--config", default=CONFIG, help=f"training config (default: {CONFIG})")
+    dc.add_argument("--home", type=Path, default=HOME, help="local state folder (default: .mlops)")
+    dc.add_argument("--report", help="also write the HTML report to this file")
+    dc.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    dc.set_defaults(func=cmd_run_drift_check)
