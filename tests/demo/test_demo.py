@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 
 from components import lifecycle
 from components.trigger import logic as trigger
-from mlops import demo
+from mlops.demo import loop
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +40,7 @@ def start(tmp_path, port: int) -> tuple[subprocess.Popen, Path, list[str]]:
 
 def processes_of(home: Path) -> set[int]:
     """Every process the demo started: each carries MLOPS_DEMO=<its home> in its environment."""
-    mark = f"{demo.MARKER}={home.resolve()}".encode()
+    mark = f"{loop.MARKER}={home.resolve()}".encode()
     found = set()
     for entry in Path("/proc").iterdir():
         try:

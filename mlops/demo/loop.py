@@ -1,0 +1,307 @@
+"""`mlops demo`: the loop itself (its steps, what it records, the summary) and its entry point, `main`.
+
+The whole loop on one machine with the embedded defaults, in one command:
+generate data -> train, gate, register and deploy v1 (kfp.local, MLflow on SQLite) -> `mlops serve` v1 behind
+the demo's switch, inference log on -> clean traffic -> drift check: no retraining -> drifted traffic -> drift
+check: retraining submitted once -> v2 trained on fresh drifted labelled data, gated, registered, deployed (v1
+archived) -> a second server on v2; the switch sends new requests to it, the first one drains and stops ->
+summary.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlops.demo.processes import STOP, DemoError, Interrupted, Pipelines, Progress, pause, stop_group
+from mlops.demo.traffic import Server, Switch, Traffic, bodies, features, start_server
+
+HOME = Path(".mlops/demo")
+MARKER = "MLOPS_DEMO"  # a file in the state folder (it may be cleared) and an environment variable of every process
+SEED = 11
+DRIFT = 0.3           # datagen drift of the drifted traffic and of the retraining data: 6 of 13 features drift
+BACKGROUND_RATE = 5   # requests per second while retraining and across the switch
+
+
+# --- pipeline calls (run in the pipeline process) ---------------------------------------------------------
+
+def train(data_uri: str, settings, home: str, parameters: dict | None = None):
+    from mlops import local
+
+    return local.run_training(data_uri, settings, Path(home), parameters=parameters)
+
+
+def retrain(result: dict, data_uri: str, settings, home: str) -> tuple[dict, object]:
+    """The drift check's result through the trigger (a local training run, at most once): (its outcome, the
+    training run it submitted or None)."""
+    from components.trigger import logic as trigger
+    from components.trigger.submit import LocalSubmitter
+
+    submitter = LocalSubmitter(settings, Path(home))
+    outcome = trigger.trigger(result, tracking_uri=settings.tracking_uri, model_name=settings.model_name,
+                              training_data_uri=data_uri, submit=submitter.submit, status=submitter.status)
+    return outcome, (submitter.runs[0] if submitter.runs else None)
+
+
+# --- the loop ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Record:
+    """What the summary shows."""
+    trainings: list[tuple[str, object]] = field(default_factory=list)   # (label, TrainingRun)
+    checks: list[tuple[str, dict, dict]] = field(default_factory=list)   # (label, result, retraining)
+
+
+def prepare(home: Path) -> None:
+    """A fresh state folder: a demo's earlier state is cleared; any other non-empty folder is refused."""
+    if home.exists() and any(home.iterdir()):
+        if not (home / MARKER).is_file():
+            raise DemoError(f"{home} is not empty and holds no earlier demo's state; choose another --home")
+        shutil.rmtree(home)
+    (home / "logs").mkdir(parents=True)
+    (home / MARKER).write_text("state of `mlops demo`; cleared by the next run\n")
+
+
+def settings_for(home: Path, config: str | None, gates: str | None):
+    """The training settings: the configs of record of the source tree (or the files given), this registry,
+    deployment target local."""
+    from mlops import local
+    from pipelines import defaults
+
+    root = defaults.SOURCE
+    settings = defaults.load(Path(config or root / defaults.CONFIG), Path(gates or root / defaults.GATES),
+                             root / defaults.BASELINE, drift=root / defaults.DRIFT)
+    drift = defaults.read_drift(root / defaults.DRIFT)
+    return defaults.for_local_runs(settings, tracking_uri=local.local_tracking_uri(home)), drift
+
+
+def labelled(home: Path, name: str, rows: int, seed: int, drift: float = 0.0) -> str:
+    from components import dataio
+    from mlops import datagen
+
+    path = home / "data" / f"{name}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dataio.write_table(datagen.generate(rows, seed, drift), str(path))
+    return str(path.resolve())
+
+
+def check(log_uri: str, settings, config: dict, since: float, expected: int) -> dict:
+    """The drift check of the rows logged since `since` (a Unix time): its window starts there. Waits
+    (up to 30 s) until the servers' log writers have flushed the `expected` rows."""
+    from datetime import datetime, timezone
+
+    from components.drift import logic
+
+    deadline = time.monotonic() + 30
+    while True:
+        now = datetime.now(timezone.utc)
+        window = {**config, "window_hours": (now.timestamp() - since) / 3600}
+        result, _, _ = logic.check(log_uri, settings.tracking_uri, settings.model_name, window, now=now)
+        if result["samples"] >= expected or time.monotonic() > deadline:
+            return result
+        pause(0.5)
+
+
+def trained(label: str, run, record: Record, progress: Progress) -> str:
+    record.trainings.append((label, run))
+    gate = "PASSED" if run.gate["passed"] else "FAILED"
+    if not run.gate["passed"] or run.registration is None or run.deployment is None:
+        failed = [g["metric"] for g in run.gate["gates"] if g["verdict"] == "fail"]
+        raise DemoError(f"{label}: quality gate {gate} ({', '.join(failed)}); nothing to deploy. Step logs: {run.log}")
+    version = run.registration["version"]
+    progress.say(f"{label}: {run.rows:,} rows in {run.seconds:.0f} s, quality gate {gate}, registered as version "
+                 f"{version}, deployed locally: {run.deployment['message']}")
+    return version
+
+
+def said(label: str, result: dict, retraining: dict, record: Record, progress: Progress) -> None:
+    record.checks.append((label, result, retraining))
+    top = ", ".join(f"{f} {result['scores'][f]:.2f}" for f in result["drifted_features"][:4])
+    progress.say(f"drift check of version {result['model_version']}: {result['decision']}: {result['reason']}"
+                 + (f" ({top}{', ...' if len(result['drifted_features']) > 4 else ''})" if top else ""))
+    progress.say("retraining: " + (f"submitted, run {retraining['run']}" if retraining["submitted"]
+                                   else retraining["reason"]))
+
+
+def run_loop(home: Path, rows: int, switch: Switch, progress: Progress, record: Record, pipelines: Pipelines,
+             servers: list[Server], min_samples: int | None, config: str | None, gates: str | None) -> Traffic:
+    settings, drift_config = settings_for(home, config, gates)
+    name, log_uri = settings.model_name, str((home / "inference-log").resolve())
+    samples = min_samples or min(drift_config["min_samples"], rows // 2)
+    if samples != drift_config["min_samples"]:
+        progress.say(f"min_samples {samples} for {rows:,} rows (configs/drift.yaml says "
+                     f"{drift_config['min_samples']}; --rows {2 * drift_config['min_samples']} or more keeps it)")
+    drift_config = {**drift_config, "min_samples": samples}
+    traffic_rows = samples + samples // 10
+
+    progress.next(f"generate data: {rows:,} labelled transactions")
+    first = labelled(home, "training-v1", rows, SEED)
+
+    progress.next("train, gate, register and deploy v1 (training pipeline on kfp.local)")
+    v1 = trained("v1", pipelines.run(train, first, settings, str(home)), record, progress)
+
+    progress.next(f"serve v1: mlops serve on the production alias, inference log on, behind the switch at "
+                  f"http://127.0.0.1:{switch.server_address[1]}")
+    switch.to(start_server(home, settings.tracking_uri, name, v1, log_uri, servers))
+    switch.serving = threading.Thread(target=switch.serve_forever, name="demo-switch", daemon=True)
+    switch.serving.start()
+    traffic = Traffic(switch.server_address, name)
+    progress.say(f"version {v1} ready (pid {servers[-1].process.pid}, port {servers[-1].port}; log {servers[-1].log})")
+
+    progress.next(f"clean traffic: {traffic_rows:,} new transactions from the generator")
+    clean_since = time.time()
+    live(progress, traffic, lambda: traffic.send(bodies(features(traffic_rows, SEED + 1), name, 1)))
+    progress.next("drift check of the clean traffic")
+    fresh = labelled(home, "training-drifted", rows, SEED + 3, DRIFT)  # labelled data the loop may retrain on
+    result = check(log_uri, settings, drift_config, clean_since, traffic.rows)
+    said("clean traffic", result, pipelines.run(retrain, result, fresh, settings, str(home))[0], record, progress)
+
+    # the drifted window starts after the last clean answer, and the check keeps only rows logged from then on
+    time.sleep(0.05)
+    drifted_since = time.time()
+    time.sleep(0.05)
+    progress.next(f"drifted traffic: {traffic_rows:,} transactions with drift {DRIFT} "
+                  f"(window of the next check starts now)")
+    served = traffic.rows
+    live(progress, traffic, lambda: traffic.send(bodies(features(traffic_rows, SEED + 2, DRIFT), name, 2)))
+    progress.next("drift check of the drifted traffic, retraining on fresh drifted labelled data when due")
+    result = check(log_uri, settings, drift_config, drifted_since, traffic.rows - served)
+    stop = threading.Event()
+    steady = bodies(features(2000, SEED + 4, DRIFT), name, 4)
+    background = threading.Thread(target=traffic.send, args=(steady,), kwargs={"threads": 2, "stop": stop,
+                                                                               "rate": BACKGROUND_RATE},
+                                  name="demo-background-traffic", daemon=True)
+    background.start()
+    ticker = progress.live(traffic, stop)
+    try:
+        progress.say(f"traffic goes on at {BACKGROUND_RATE} requests/s while the loop retrains")
+        retraining, run = pipelines.run(retrain, result, fresh, settings, str(home))
+        said("drifted traffic", result, retraining, record, progress)
+        if not retraining["submitted"]:
+            raise DemoError(f"retraining was not submitted: {retraining['reason']}")
+        v2 = trained("v2", run, record, progress)
+
+        progress.next("serve v2 without dropping a request: a second mlops serve, then the switch moves to it")
+        switch.to(start_server(home, settings.tracking_uri, name, v2, log_uri, servers))
+        progress.say(f"switch: new requests go to version {v2}; version {v1}'s requests drained, stopping it")
+        old = servers.pop(0)
+        stop_group(old.process.pid)
+        old.process.wait()
+        pause(3)  # traffic keeps flowing to version 2
+    finally:
+        stop.set()
+        background.join(30)
+        ticker.join(10)
+    return traffic
+
+
+def live(progress: Progress, traffic: Traffic, send) -> None:
+    stop = threading.Event()
+    ticker = progress.live(traffic, stop)
+    try:
+        send()
+    finally:
+        stop.set()
+        ticker.join(10)
+    progress.say(traffic.counts())
+
+
+# --- summary ----------------------------------------------------------------------------------------------
+
+def summary(home: Path, record: Record, traffic: Traffic | None, switch: Switch, seconds: float) -> str:
+    from mlflow import MlflowClient
+
+    from components import lifecycle
+    from mlops import local
+
+    tracking_uri = local.local_tracking_uri(home)
+    client = MlflowClient(tracking_uri)
+    lines = ["", f"Summary ({seconds:.0f} s)", "", "model versions"]
+    lines.append(f"  {'version':<8} {'lifecycle':<11} {'trigger_reason':<26} why")
+    for mv in sorted(client.search_model_versions(), key=lambda mv: int(mv.version)):
+        why = "; ".join(f"{h['state']}: {h['reason']}" for h in lifecycle.history(mv))
+        reason = mv.tags.get("trigger_reason", "")
+        lines.append(f"  {mv.version:<8} {lifecycle.state(mv) or '-':<11} {reason:<26} {why}")
+    lines += ["", "quality gates"]
+    for label, run in record.trainings:
+        gates = {g["metric"]: g for g in run.gate["gates"]}
+        shown = ", ".join(f"{m} {gates[m]['value']:.3f}" for m in ("roc_auc", "average_precision", "accuracy",
+                                                                   "recall", "latency_p95_ms")
+                          if m in gates and gates[m]["value"] is not None)
+        lines.append(f"  {label}: {'PASSED' if run.gate['passed'] else 'FAILED'} ({shown})")
+    lines += ["", "drift checks"]
+    for label, result, retraining in record.checks:
+        top = ", ".join(f"{f} {result['scores'][f]:.2f}" for f in result["drifted_features"])
+        lines.append(f"  {label}: version {result['model_version']}, {result['samples']:,} rows, {result['decision']}"
+                     f", drifted share {result['drifted_share']:.2f}" + (f" ({top})" if top else ""))
+        outcome = f"submitted, run {retraining['run']}" if retraining["submitted"] else retraining["reason"]
+        lines.append(f"    retraining: {outcome}")
+    if traffic is not None:
+        by_version = ", ".join(f"version {v}: {n:,}" for v, n in sorted(switch.served.items()))
+        lines += ["", f"requests: {traffic.served:,} served ({by_version}), {traffic.failed:,} failed, "
+                      f"{traffic.rows:,} rows"]
+        lines += [f"  failed: {e}" for e in traffic.errors[:5]]
+    mlflow = Path(sys.executable).parent / "mlflow"
+    lines += ["", f"state: {home}", f"MLflow UI: {mlflow} ui --backend-store-uri {tracking_uri}"]
+    return "\n".join(lines)
+
+
+# --- entry point ------------------------------------------------------------------------------------------
+
+def main(home: Path, rows: int, port: int, min_samples: int | None = None, config: str | None = None,
+         gates: str | None = None) -> int:
+    try:
+        switch = Switch(port)
+    except OverflowError:
+        print(f"mlops demo: port {port} is not a TCP port (0-65535): choose one with --port", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"mlops demo: port {port} is in use ({exc.strerror}): choose a free one with --port", file=sys.stderr)
+        return 2
+    home = home.resolve()
+    os.environ[MARKER] = str(home)  # every process the demo starts carries it
+    # one BLAS/OpenMP thread per process: on two cores shared with the server and the traffic, spinning
+    # OpenMP threads would make the training slow and the gate's latency measure the contention
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    progress, record, pipelines, servers = Progress(8), Record(), Pipelines(home), []
+    traffic, code = None, 0
+
+    def interrupted(signum, frame):
+        if STOP.is_set():  # the second one
+            pipelines.stop(at_once=True)
+        STOP.set()
+
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
+    print(f"mlops demo: the whole loop on this machine; state in {home}", flush=True)
+    try:
+        prepare(home)
+        traffic = run_loop(home, rows, switch, progress, record, pipelines, servers, min_samples, config, gates)
+    except Interrupted:
+        progress.say("interrupted: stopping every process the demo started")
+        code = 130
+    except DemoError as exc:
+        print(f"mlops demo: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        if switch.serving is not None:
+            switch.shutdown()
+        for server in servers:
+            stop_group(server.process.pid)
+        pipelines.stop(at_once=False, progress=progress)
+        switch.server_close()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if code == 0:
+        print(summary(home, record, traffic, switch, progress.elapsed()), flush=True)
+        if traffic.failed:
+            code = 1
+    elif code == 130:
+        progress.say("stopped; no process of the demo is left")
+    return code
