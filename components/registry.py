@@ -1,26 +1,20 @@
-"""The MLflow model registry: the source of truth for a model's lifecycle, and the one safe way to load a model.
+"""The MLflow model registry, the source of truth for a model's lifecycle: versions behind aliases, experiments,
+a version's recorded model hash and the champion loaded from it.
 
 Aliases and the lifecycle tags are moved by components.lifecycle alone. The version tag `model_sha256` is the
-sha256 of the model file's bytes as registered: every load checks the file against it.
+sha256 of the model file's bytes as registered: every load (components.modelfile) checks the file against it.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
-import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from components.contract import Contract
+from components.modelfile import ModelIntegrityError, load_model
 
 IMPORTANCES_ARTIFACT = "feature_importances.json"
-MODEL_FILE = "model.skops"  # where mlflow.sklearn.save_model(serialization_format="skops") puts the model
-
-
-class ModelIntegrityError(ValueError):
-    """A model folder is not what was registered, or not in the one format we load; it is never loaded."""
 
 
 @dataclass
@@ -33,11 +27,6 @@ class Champion:
     importances_error: str | None = None  # why the recorded importances could not be loaded
 
 
-def file_sha256(path: str | Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def registered_sha256(client: MlflowClient, name: str, version: str) -> str:
     """The `model_sha256` tag of a model version, looked up in the registry (never in the artifact folder)."""
     digest = client.get_model_version(name, version).tags.get("model_sha256")
@@ -45,43 +34,6 @@ def registered_sha256(client: MlflowClient, name: str, version: str) -> str:
         raise ModelIntegrityError(f"model {name!r} version {version} has no model_sha256 tag: it was not "
                                   "registered by register_model, so its bytes cannot be checked")
     return digest
-
-
-def load_model(folder: str | Path, expected_sha256: str | None):
-    """The estimator in an MLflow model folder, loaded with skops and the project's trusted types.
-
-    Whatever the folder's MLmodel says about types, only a skops folder is accepted, and the model file's
-    bytes must hash to `expected_sha256` (None: unchecked, for a folder nobody vouches for). The bytes are
-    read once, so the file checked is the file loaded.
-    """
-    import skops.io as sio
-    from skops.io.exceptions import UntrustedTypesFoundException
-
-    from components.train.logic import TRUSTED_TYPES
-
-    folder = Path(folder)
-    mlmodel = folder / "MLmodel"
-    try:
-        flavor = ((yaml.safe_load(mlmodel.read_text()) or {}).get("flavors") or {}).get("sklearn") or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ModelIntegrityError(f"{mlmodel}: cannot read the model's metadata: {exc}") from exc
-    fmt = flavor.get("serialization_format")
-    if fmt != "skops":
-        raise ModelIntegrityError(f"{mlmodel}: serialization_format is {fmt!r}; only 'skops' models are loaded "
-                                  "(pickle and cloudpickle run code while loading)")
-    path = folder / MODEL_FILE
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelIntegrityError(f"{path}: cannot read the model file: {exc}") from exc
-    actual = hashlib.sha256(data).hexdigest()
-    if expected_sha256 is not None and actual != expected_sha256:
-        raise ModelIntegrityError(f"{path}: sha256 {actual} differs from the registered model_sha256 "
-                                  f"{expected_sha256}: the file changed after registration")
-    try:
-        return sio.loads(data, trusted=TRUSTED_TYPES)
-    except UntrustedTypesFoundException as exc:
-        raise ModelIntegrityError(f"{path}: holds types outside the project's trusted list: {exc}") from exc
 
 
 def version_by_alias(client: MlflowClient, name: str, alias: str):

@@ -17,7 +17,8 @@ import sklearn
 
 from components import contract as contract_mod
 from components.contract import Contract
-from components.registry import MODEL_FILE, ModelIntegrityError, file_sha256, load_model, registered_sha256
+from components.modelfile import MODEL_FILE, ModelIntegrityError, file_sha256, load_model
+from components.registry import registered_sha256
 from components.scoring import positive_index
 from serving import preprocess
 from serving.requests import RequestReader

@@ -25,7 +25,7 @@ def evaluate_model(
     Slices come from `quality_gates`; a production model that fails to load is recorded as the baseline's error."""
     import json
 
-    from components import contract, dataio, registry
+    from components import contract, dataio, modelfile, registry
     from components.evaluate import logic
     from components.gate.logic import check_gates
 
@@ -37,7 +37,7 @@ def evaluate_model(
     baseline = logic.choose_baseline(lambda: registry.champion(tracking_uri, model_name), frame, spec,
                                      baseline_metrics, slices)
     # the candidate too is loaded only as saved: skops, bytes checked against what train_model recorded
-    result = logic.evaluate(registry.load_model(model.path, model_sha256), model.path, frame, spec,
+    result = logic.evaluate(modelfile.load_model(model.path, model_sha256), model.path, frame, spec,
                             candidate_importances, baseline, slices)
     for name, value in result.kfp_metrics().items():  # finite numbers only; the missing are in `evaluation`
         metrics.log_metric(name, value)

@@ -22,7 +22,8 @@ from mlflow.exceptions import MlflowException
 
 from components import lifecycle
 from components.drift.logic import PROFILE_FILE, PROFILE_TAG
-from components.registry import IMPORTANCES_ARTIFACT, MODEL_FILE, ensure_experiment, file_sha256
+from components.modelfile import MODEL_FILE, file_sha256
+from components.registry import IMPORTANCES_ARTIFACT, ensure_experiment
 
 ALIAS = "staged"
 PARAM_LIMIT = 100  # MLflow log_batch accepts at most 100 params per call

@@ -18,6 +18,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_sp
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from components import modelfile
 from components.contract import MODEL_FILE as CONTRACT_FILE
 from components.contract import Contract
 from components.scoring import SCORES, is_positive, scorer
@@ -27,11 +28,6 @@ ESTIMATORS = {
     "random_forest": RandomForestClassifier,
     "logistic_regression": LogisticRegression,
 }
-# Types skops must be told to trust when loading these pipelines; anything else fails loudly.
-TRUSTED_TYPES = [
-    "numpy.dtype",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-]
 
 
 class TrainingConfigError(ValueError):
@@ -220,13 +216,11 @@ def save_model(result: TrainResult, contract: Contract, path: str) -> str:
     import skops.io as sio
     from mlflow.models import Model, infer_signature
 
-    from components.registry import MODEL_FILE, file_sha256
-
     untrusted = set(sio.get_untrusted_types(data=sio.dumps(result.pipeline)))
-    unknown = sorted(untrusted - set(TRUSTED_TYPES))
+    unknown = sorted(untrusted - set(modelfile.TRUSTED_TYPES))
     if unknown:
         raise TypeError(f"the model holds types skops is not told to trust: {unknown}; "
-                        f"review them and add them to TRUSTED_TYPES in {__name__}")
+                        f"review them and add them to TRUSTED_TYPES in {modelfile.__name__}")
     example = result.holdout[contract.feature_columns].head(5)
     with warnings.catch_warnings():
         # MLflow hints that integer columns cannot hold missing values; the contract says which can
@@ -241,7 +235,7 @@ def save_model(result: TrainResult, contract: Contract, path: str) -> str:
     contract.save(f"{path}/{CONTRACT_FILE}")
     # skops files differ byte for byte between saves of one model; this save's hash is what the registry
     # records as model_sha256 (here for reading only: loading checks the registry's tag)
-    digest = file_sha256(f"{path}/{MODEL_FILE}")
+    digest = modelfile.file_sha256(f"{path}/{modelfile.MODEL_FILE}")
     meta = Model.load(path)
     meta.metadata["model_sha256"] = digest
     meta.save(f"{path}/MLmodel")

@@ -96,7 +96,7 @@ def test_validate_failure_writes_the_report_and_raises(tmp_path, transactions):
 
 
 def test_evaluate_refuses_a_candidate_whose_file_changed_after_training(steps, tmp_path, mlflow_server):
-    from components.registry import ModelIntegrityError
+    from components.modelfile import ModelIntegrityError
 
     out = {name: art(cls, tmp_path, name) for name, cls in [
         ("metrics", Metrics), ("classification", ClassificationMetrics), ("comparison", Markdown),

@@ -5,8 +5,9 @@ import pytest
 from mlflow import MlflowClient
 
 from components.drift.logic import reference, write_profile
+from components.modelfile import MODEL_FILE, file_sha256, load_model
 from components.register import logic
-from components.registry import MODEL_FILE, champion, file_sha256, load_model
+from components.registry import champion
 from components.train.logic import save_model, train
 from tests.unit.test_train import FAST
 

@@ -15,7 +15,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from components.registry import MODEL_FILE, file_sha256
+from components.modelfile import MODEL_FILE, file_sha256
 from components.train import logic
 from mlops import datagen
 from tests.conftest import free_port

@@ -18,7 +18,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from components.registry import MODEL_FILE, ModelIntegrityError, champion, file_sha256
+from components.modelfile import MODEL_FILE, ModelIntegrityError, file_sha256
+from components.registry import champion
 from serving.model import INFO_FILE, pull
 from tests.conftest import ROOT
 from tests.serving.conftest import http, metric_samples, records
@@ -65,7 +66,7 @@ def alter_model_file(folder: Path) -> list[Path]:
     """Change the model file's bytes, keeping it a valid skops file (a re-saved zip)."""
     import skops.io as sio
 
-    from components.train.logic import TRUSTED_TYPES
+    from components.modelfile import TRUSTED_TYPES
 
     path = folder / MODEL_FILE
     path.write_bytes(sio.dumps(sio.load(path, trusted=TRUSTED_TYPES)))

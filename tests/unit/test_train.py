@@ -2,6 +2,7 @@ import copy
 
 import pytest
 
+from components import modelfile
 from components.contract import parse
 from components.train import logic
 from pipelines import defaults
@@ -37,7 +38,7 @@ def test_saved_model_is_mlflow_format_with_skops_and_signature(trained, contract
     digest = logic.save_model(trained, contract, str(tmp_path / "model"))
     meta = yaml.safe_load((tmp_path / "model" / "MLmodel").read_text())
     assert meta["flavors"]["sklearn"]["serialization_format"] == "skops"
-    assert set(meta["flavors"]["sklearn"]["skops_trusted_types"]) <= set(logic.TRUSTED_TYPES)
+    assert set(meta["flavors"]["sklearn"]["skops_trusted_types"]) <= set(modelfile.TRUSTED_TYPES)
     assert meta["metadata"]["model_sha256"] == digest
     assert (tmp_path / "model" / "input_example.json").exists() and meta["signature"]["inputs"]
     rows = trained.holdout[contract.feature_columns].head(10)
@@ -47,7 +48,7 @@ def test_saved_model_is_mlflow_format_with_skops_and_signature(trained, contract
 
 
 def test_untrusted_types_are_refused(trained, contract, tmp_path, monkeypatch):
-    monkeypatch.setattr(logic, "TRUSTED_TYPES", ["numpy.dtype"])
+    monkeypatch.setattr(modelfile, "TRUSTED_TYPES", ["numpy.dtype"])
     with pytest.raises(TypeError, match="TreePredictor"):
         logic.save_model(trained, contract, str(tmp_path / "m"))
 
@@ -101,8 +102,8 @@ def test_default_config_names_a_valid_estimator():
 
 @pytest.mark.parametrize("estimator", ["logistic_regression", "random_forest"])
 def test_other_estimators_and_another_table(estimator):
-    from tests.unit.test_contract import loans
     from components.contract import infer
+    from tests.unit.test_contract import loans
 
     df = loans(600)
     spec = parse(infer(df, "defaulted", "loans"))
