@@ -12,6 +12,13 @@ from pathlib import Path
 PIPELINE = "training"  # the uploaded training pipeline (pipelines/training.py NAME)
 
 
+def run_name(pipeline: str, source: str, parameters: dict) -> str:
+    """The name of a run of `pipeline` from `source` (a pipeline version id, or a source commit) with
+    `parameters`: a sha256 of both, so that a retry of the same submission finds the run it made."""
+    key = hashlib.sha256(json.dumps([source, parameters], sort_keys=True).encode()).hexdigest()[:16]
+    return f"{pipeline}-{parameters.get('trigger_reason', 'run')}-{key}"
+
+
 class SubmitError(RuntimeError):
     """The training pipeline cannot be submitted (not uploaded, no version)."""
 
@@ -94,8 +101,7 @@ class KfpSubmitter:
         pipeline_id, version_id = pipeline_version(self.client, self.pipeline, self.host, self.namespace,
                                                    self.version)
         experiment = self.client.create_experiment(self.experiment, namespace=self.namespace)  # found or created
-        key = hashlib.sha256(json.dumps([version_id, parameters], sort_keys=True).encode()).hexdigest()[:16]
-        name = f"{self.pipeline}-{parameters.get('trigger_reason', 'run')}-{key}"
+        name = run_name(self.pipeline, version_id, parameters)
         found = self.client.list_runs(experiment_id=experiment.experiment_id, filter=by_name(name),
                                       page_size=1).runs
         if found:

@@ -1,16 +1,18 @@
-"""Run the pipelines on one machine: kfp.local SubprocessRunner, MLflow on SQLite under `.mlops/`."""
+"""Run the pipelines on one machine (kfp.local SubprocessRunner, MLflow on SQLite under `.mlops/`), and carry
+out the retraining requests a drift-check run left in its outbox."""
 from __future__ import annotations
 
 import contextlib
 import json
 import re
-import subprocess
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from components import source
+from components.trigger.outbox import Outbox
 from pipelines import defaults as config_defaults
 
 ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception|Failed)): (.+)$")
@@ -20,7 +22,11 @@ GATE_STOP = "stop-on-failed-gate"  # the task that fails the run when the gate d
 
 
 class PipelineFailed(RuntimeError):
-    """A step failed; the message is that step's own error."""
+    """A step failed; the message is that step's own error, `step` its name."""
+
+    def __init__(self, message: str, step: str = ""):
+        super().__init__(message)
+        self.step = step
 
 
 @dataclass
@@ -36,6 +42,15 @@ class TrainingRun:
 
 
 @dataclass
+class Retraining:
+    """A retraining request of the outbox as the runner settled it."""
+    request: str  # its id in the outbox (the registry's retraining_run tag)
+    status: str  # "succeeded" (registered), "failed"
+    run: TrainingRun | None  # the local training run; None when none ran to the end
+    error: str | None = None
+
+
+@dataclass
 class DriftCheckRun:
     run_dir: Path
     log: Path
@@ -43,18 +58,16 @@ class DriftCheckRun:
     steps: dict[str, float]
     result: dict  # the check's JSON result
     retraining: dict | None  # the trigger's outcome; None when retraining was not due
+    retrainings: list[Retraining] = field(default_factory=list)  # the outbox's requests carried out after it
 
 
 def local_tracking_uri(home: Path) -> str:
     return f"sqlite:///{(home / 'mlflow.db').resolve()}"
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-    except OSError:
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
+def outbox(home: Path, cooldown_hours: float = 6.0) -> Outbox:
+    """The retraining outbox of the local runs in `home`: the drift-check runs' trigger records requests in it."""
+    return Outbox(str(home.resolve() / "outbox"), stale_after_hours=cooldown_hours)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -114,7 +127,7 @@ def _run(pipeline, name: str, arguments: dict, home: Path, tolerated: str | None
             step = ANSI.sub("", failed[0]) if failed else "a step"
             fh.flush()
             if tolerated is None or tolerated not in step:
-                raise PipelineFailed(f"step {step} failed: {_last_error(log)}\n(full log: {log})") from None
+                raise PipelineFailed(f"step {step} failed: {_last_error(log)}\n(full log: {log})", step) from None
     seconds = time.perf_counter() - start
     # this run's folder; a step may have started runs of other pipelines (a retraining) beside it
     (run_dir,) = [p for p in set(root.iterdir()) - before if p.name.startswith(f"{name}-")]
@@ -127,7 +140,7 @@ def run_training(data_uri: str, settings: config_defaults.TrainingDefaults, home
     `parameters`: more pipeline arguments (e.g. trigger_reason, trigger_details)."""
     from pipelines import training
 
-    commit = commit or git_commit()  # of the folder the user runs in, before the steps move to `home`
+    commit = commit or source.commit()  # of the folder the user runs in, before the steps move to `home`
     arguments = {"data_uri": data_uri, "git_commit": commit, **settings.as_arguments(), **(parameters or {})}
     # a missed gate is reported by the summary, like a pass
     run_dir, log, seconds = _run(training.build(settings), training.NAME, arguments, home.resolve(), GATE_STOP)
@@ -140,18 +153,53 @@ def run_training(data_uri: str, settings: config_defaults.TrainingDefaults, home
 
 
 def run_drift_check(log_uri: str, settings: config_defaults.DriftDefaults, home: Path,
-                    parameters: dict | None = None) -> DriftCheckRun:
-    """Run the drift-check pipeline locally; raise PipelineFailed with the failing step's error.
-    `parameters`: more pipeline arguments (training_data_uri, cooldown_hours, training_parameters, ...);
-    retraining is a local training run with its state in `home`."""
+                    parameters: dict | None = None,
+                    training: config_defaults.TrainingDefaults | None = None) -> DriftCheckRun:
+    """Run the drift-check pipeline locally, its trigger recording a due retraining in the outbox of `home`,
+    then carry out the outbox (`retrain`) with `training` (default: the configs of record); raise
+    PipelineFailed with the failing step's error. `parameters`: more pipeline arguments (training_data_uri,
+    cooldown_hours, training_parameters, ...)."""
     from pipelines import drift_check
 
     arguments = {"log_uri": log_uri, "tracking_uri": settings.tracking_uri, "model_name": settings.model_name,
-                 "drift_config": settings.config, **(parameters or {})}
+                 "drift_config": settings.config, "outbox_uri": str(home.resolve() / "outbox"), **(parameters or {})}
     run_dir, log, seconds = _run(drift_check.build(settings), drift_check.NAME, arguments, home.resolve())
+    if training is None:
+        training = config_defaults.for_local_runs(config_defaults.load(root=config_defaults.SOURCE))
+    retrainings = retrain(outbox(home, float(arguments.get("cooldown_hours", 6.0))), training, home)
     return DriftCheckRun(run_dir=run_dir, log=log, seconds=seconds, steps=step_seconds(log),
                          result=_read_json(run_dir / "check-drift" / "result"),
-                         retraining=_read_json(run_dir / "trigger-retraining" / "retraining"))
+                         retraining=_read_json(run_dir / "trigger-retraining" / "retraining"),
+                         retrainings=retrainings)
+
+
+def retrain(box: Outbox, settings: config_defaults.TrainingDefaults, home: Path) -> list[Retraining]:
+    """Carry out the outbox: claims abandoned by a runner that died are reported as failed (loudly), then each
+    pending request runs as a local training run and is settled. A request's parameters that are training
+    settings (tracking_uri, model_name, training_config, quality_gates, ...) replace those of `settings`; the
+    rest are pipeline arguments."""
+    done = []
+    for doc in box.abandoned():
+        print(f"mlops: retraining {doc['id']} failed: {doc['error']}", file=sys.stderr)
+        done.append(Retraining(doc["id"], "failed", None, doc["error"]))
+    names = {f.name for f in fields(settings)}
+    for request in box.claim():
+        arguments = dict(request.parameters)
+        data_uri = arguments.pop("data_uri")
+        changed = replace(settings, **{k: arguments.pop(k) for k in list(arguments) if k in names})
+        try:
+            run = run_training(data_uri, changed, home, commit=request.commit, parameters=arguments)
+        except BaseException as exc:  # settled either way; an interrupt goes on after settling
+            error = f"{type(exc).__name__}: {exc}"
+            box.settle(request.id, "failed", error=error)
+            if not isinstance(exc, PipelineFailed):
+                raise
+            done.append(Retraining(request.id, "failed", None, error))
+            continue
+        status = "succeeded" if run.registration else "failed"
+        box.settle(request.id, status, run=run.run_dir.name, registration=run.registration)
+        done.append(Retraining(request.id, status, run))
+    return done
 
 
 def summary(run: TrainingRun, data_uri: str, settings: config_defaults.TrainingDefaults) -> str:

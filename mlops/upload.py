@@ -7,7 +7,6 @@ parameter defaults to the commit, so every run of the version records it.
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from components.kfp_api import find_pipeline, find_version
+from components.source import Commit, head  # noqa: F401 - head: the CLI names the version by it
 from pipelines import drift_check, training
 from pipelines.defaults import SOURCE  # the source tree, where compile.py lives
 
@@ -24,13 +24,6 @@ SOURCE_REPO = SOURCE  # the git work tree whose commit names what is compiled fr
 
 class UploadError(ValueError):
     """Nothing to upload, or no name for the version: a dirty work tree, no commit, a missing compiled file."""
-
-
-@dataclass(frozen=True)
-class Commit:
-    sha: str
-    short: str
-    dirty: bool
 
 
 @dataclass(frozen=True)
@@ -46,24 +39,6 @@ class Uploaded:
     pipeline_id: str
     version_id: str
     outcome: str  # "created" (pipeline and version), "added" (version), "exists" (nothing done)
-
-
-def _git(cwd: Path, *args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
-    except OSError:  # no git at all
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def head(cwd: str | Path = ".") -> Commit | None:
-    """The commit checked out in `cwd` and whether the work tree differs from it (untracked files too);
-    None outside a git work tree or before the first commit."""
-    sha = _git(Path(cwd), "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
-    if not sha:
-        return None
-    return Commit(sha, _git(Path(cwd), "rev-parse", "--short", sha) or sha[:7],
-                  bool(_git(Path(cwd), "status", "--porcelain")))
 
 
 def version_for(commit: Commit | None, version: str | None = None, allow_dirty: bool = False) -> Version:

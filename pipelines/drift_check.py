@@ -18,7 +18,9 @@ def build(defaults: DriftDefaults, image: str = DEFAULT_IMAGE):
                                          "(its inference log) with its training data: PSI per feature, and "
                                          "the guide's decision whether retraining is due; when it is, submit "
                                          "one training run on `training_data_uri` (not again while it runs or "
-                                         "within `cooldown_hours`).")
+                                         "within `cooldown_hours`): to the KFP API at `kfp_host`, else as a "
+                                         "request in the retraining outbox `outbox_uri` for the runner of this "
+                                         "pipeline; without `training_data_uri`, nothing is submitted.")
     def drift_check(
         log_uri: str,
         tracking_uri: str = defaults.tracking_uri,
@@ -30,6 +32,7 @@ def build(defaults: DriftDefaults, image: str = DEFAULT_IMAGE):
         kfp_namespace: str = "",
         experiment_name: str = "drift-retraining",
         service_account: str = "mlops-pipeline-runner",
+        outbox_uri: str = "",
         cooldown_hours: float = 6.0,
         training_parameters: dict = {},
     ):
@@ -37,12 +40,14 @@ def build(defaults: DriftDefaults, image: str = DEFAULT_IMAGE):
                          drift_config=drift_config, pushgateway_url=pushgateway_url).set_display_name("Check drift")
         # a new log every hour under the same URI, and a push: never answered from the cache
         with dsl.If(check.outputs["Output"] == "retrain", name="retraining-due"):
-            trigger = trigger_op(drift_result=check.outputs["result"], tracking_uri=tracking_uri, model_name=model_name,
-                                 training_data_uri=training_data_uri, kfp_host=kfp_host, kfp_namespace=kfp_namespace,
-                                 experiment_name=experiment_name, service_account=service_account,
-                                 cooldown_hours=cooldown_hours, drift_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                                 training_parameters=training_parameters, pushgateway_url=pushgateway_url,
-                                 ).set_display_name("Trigger retraining")
+            with dsl.If(training_data_uri != "", name="training-data-given"):
+                trigger = trigger_op(drift_result=check.outputs["result"], tracking_uri=tracking_uri,
+                                     model_name=model_name, training_data_uri=training_data_uri, kfp_host=kfp_host,
+                                     kfp_namespace=kfp_namespace, experiment_name=experiment_name,
+                                     service_account=service_account, outbox_uri=outbox_uri,
+                                     cooldown_hours=cooldown_hours, drift_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                     training_parameters=training_parameters, pushgateway_url=pushgateway_url,
+                                     ).set_display_name("Trigger retraining")
         for task in (check, trigger):
             task.set_caching_options(False)
             with_resources(task, defaults.resources[task.component_spec.name])

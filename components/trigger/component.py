@@ -1,4 +1,4 @@
-"""trigger_retraining: submit one training run when the drift check says retraining is due."""
+"""trigger_retraining: the KFP step that sends one training run when the drift check says retraining is due."""
 from kfp.dsl import Artifact, Input, Output
 
 from components.image import component
@@ -14,15 +14,17 @@ def trigger_retraining(
     kfp_namespace: str,
     experiment_name: str,
     service_account: str,
+    outbox_uri: str,
     cooldown_hours: float,
     drift_run_id: str,
     training_parameters: dict,
     pushgateway_url: str,
     retraining: Output[Artifact],
 ) -> str:
-    """Returns the submitted run's id, "" when nothing was submitted (the reason is in `retraining`).
-    kfp_host "" submits a local training run (the embedded default). A failed submission fails the step,
-    and sets the failure gauge on `pushgateway_url` (empty: PUSHGATEWAY_URL, if set)."""
+    """Returns the submitted run's (or request's) id, "" when nothing was submitted (the reason is in
+    `retraining`). Submits to the KFP API on `kfp_host`; kfp_host "" records a request in the retraining outbox
+    at `outbox_uri` for the runner that runs this pipeline (the local runner); both empty is an error. A failed
+    submission fails the step, and sets the failure gauge on `pushgateway_url` (empty: PUSHGATEWAY_URL, if set)."""
     import json
     import os
 
@@ -33,13 +35,15 @@ def trigger_retraining(
     outcome = submit.run_in_child(result=result, tracking_uri=tracking_uri, model_name=model_name,
                                   training_data_uri=training_data_uri, kfp_host=kfp_host, kfp_namespace=kfp_namespace,
                                   experiment_name=experiment_name, service_account=service_account,
-                                  cooldown_hours=cooldown_hours, drift_run_id=drift_run_id,
+                                  outbox_uri=outbox_uri, cooldown_hours=cooldown_hours, drift_run_id=drift_run_id,
                                   training_parameters=training_parameters,
                                   pushgateway_url=pushgateway_url or os.environ.get("PUSHGATEWAY_URL"))
-    retraining.metadata.update(outcome)
+    retraining.metadata.update({k: v for k, v in outcome.items() if k != "warnings"})
     with open(retraining.path, "w") as fh:
         json.dump(outcome, fh, indent=2)
     print(json.dumps(outcome))
+    for warning in outcome.get("warnings", []):
+        print(f"WARNING: {warning}")
     if "error" in outcome:
         raise RuntimeError(f"retraining was due but {outcome['reason']}")
     return outcome.get("run", "")

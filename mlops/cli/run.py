@@ -5,7 +5,6 @@ import json
 import os
 import sys
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 from components.deploy import TARGETS
@@ -49,7 +48,11 @@ def cmd_run_training(args) -> int:
 
 
 def cmd_run_drift_check(args) -> int:
+    """The drift-check pipeline under kfp.local, then the retraining it asked for (mlops.local.run_drift_check)."""
+    import shutil
+
     from components.drift import logic
+    from mlops import local
     from pipelines import defaults
 
     settings = defaults.load_drift(args.drift_config, args.config)
@@ -58,22 +61,28 @@ def cmd_run_drift_check(args) -> int:
     log_uri = args.log_uri or os.environ.get("INFERENCE_LOG_URI")
     if not log_uri:
         raise ConfigError("no inference log: give --log-uri or set INFERENCE_LOG_URI")
-    tracking_uri = registry_uri(args)
-    result, detail, profile = logic.check(absolute(log_uri), tracking_uri, args.model_name or settings.model_name,
-                                          config, pushgateway_url=os.environ.get("PUSHGATEWAY_URL"))
-    result["retraining"] = None
-    if args.training_data:  # retraining when due: a local training run, once (components.trigger)
-        from components.trigger import submit
-
-        check_id = f"mlops-run-drift-check-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"  # no KFP run: this check
-        result["retraining"] = submit.run(result, tracking_uri=tracking_uri, model_name=result["model_name"],
-                                          training_data_uri=absolute(args.training_data), home=str(args.home),
-                                          pushgateway_url=os.environ.get("PUSHGATEWAY_URL"), drift_run_id=check_id)
+    settings = replace(settings, tracking_uri=registry_uri(args), model_name=args.model_name or settings.model_name,
+                       config=config)
+    # the settings a retraining trains with: read only when one may be due
+    training = defaults.for_local_runs(defaults.load(args.config)) if args.training_data else None
+    parameters = {"training_data_uri": absolute(args.training_data) if args.training_data else ""}
+    try:
+        run = local.run_drift_check(absolute(log_uri), settings, args.home, parameters, training)
+    except local.PipelineFailed as exc:
+        if "check-drift" in exc.step:
+            raise ConfigError(str(exc)) from None  # the check itself cannot run: a usage error, exit 2
+        print(f"mlops: retraining submission failed: {exc}", file=sys.stderr)
+        return 1
+    result = {**run.result, "retraining": run.retraining,
+              "retrainings": [{"request": r.request, "status": r.status, "error": r.error,
+                               "run": r.run and r.run.run_dir.name,
+                               "version": r.run and r.run.registration and r.run.registration["version"]}
+                              for r in run.retrainings]}
     if args.report:
-        Path(args.report).write_text(logic.render_html(result, detail, profile))
-    failed = (result["retraining"] or {}).get("error")  # a failed submission is an error, not a decision
-    if failed:
-        print(f"mlops: retraining submission failed: {failed}", file=sys.stderr)
+        shutil.copyfile(run.run_dir / "check-drift" / "report", args.report)
+    failed = [r for r in result["retrainings"] if r["error"]]  # a retraining that broke is an error, not a decision
+    for retraining in failed:
+        print(f"mlops: retraining {retraining['request']} failed: {retraining['error']}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
         return 1 if failed else 0
@@ -88,7 +97,11 @@ def cmd_run_drift_check(args) -> int:
     if result["retraining"] is not None:
         retraining = result["retraining"]
         print("  retraining: "
-              f"{'submitted run ' + retraining['run'] if retraining['submitted'] else retraining['reason']}")
+              f"{'submitted request ' + retraining['run'] if retraining['submitted'] else retraining['reason']}")
+    for done in result["retrainings"]:
+        print(f"  retraining {done['request']}: {done['status']}"
+              + (f", registered as version {done['version']}" if done["version"] else "")
+              + (f" ({done['error']})" if done["error"] else ""))
     return 1 if failed else 0
 
 
@@ -115,8 +128,11 @@ def add_run(sub) -> None:
     tr.set_defaults(func=cmd_run_training)
 
     dc = run_sub.add_parser("drift-check", help="one drift check of the production model's inference log, now",
-                            description="Exits 0 whatever the decision; non-zero only on an error. "
-                                        "PUSHGATEWAY_URL, when set, receives the scores.")
+                            description="Runs the drift-check pipeline on this machine (kfp.local); a retraining "
+                                        "it finds due is recorded in the retraining outbox under --home and then "
+                                        "run here as a local training run. Exits 0 whatever the decision; "
+                                        "non-zero only on an error. PUSHGATEWAY_URL, when set, receives the "
+                                        "scores.")
     dc.add_argument("--log-uri", help="inference log folder or fsspec URL (default: INFERENCE_LOG_URI)")
     dc.add_argument("--model-name", help="registered model (default: registry.model_name of --config)")
     dc.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else SQLite under "

@@ -1,6 +1,7 @@
 """The loop closed under kfp.local, against a real MLflow server: a small training run deploys version 1, the
 model server's log writer records drifted traffic, and two consecutive drift-check pipeline runs submit one
-retraining (a nested local training run), whose version carries the reason."""
+retraining (a request in the outbox, which the local runner carries out as a training run after the check),
+whose version carries the reason."""
 import json
 from dataclasses import replace
 
@@ -50,8 +51,10 @@ def test_drift_submits_one_retraining_tagged_with_its_reason(mlflow_server, tmp_
     assert first.result["decision"] == "retrain" and first.result["samples"] == 1200, first.result["reason"]
     assert {"amount", "device_trust_score", "txn_count_1h"} <= set(first.result["drifted_features"])
     assert first.retraining["submitted"] is True, first.retraining
-    run = first.retraining["run"]
-    assert (local.pipeline_root(home) / run / "register-model" / "registration").is_file()
+    run = first.retraining["run"]  # the request in the outbox, carried out by the runner after the check
+    (retrained,) = first.retrainings
+    assert (retrained.request, retrained.status) == (run, "succeeded")
+    assert (retrained.run.run_dir / "register-model" / "registration").is_file()
 
     client = MlflowClient(mlflow_server)
     v2 = client.get_model_version_by_alias(MODEL, "production")  # deploy target local promotes it

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from components.trigger import logic
 from components.kfp_api import KfpSubmitter, SubmitError
+from components.trigger import logic
 from tests.kfp_emulator import API, KfpEmulator
 from tests.trigger.test_logic import RETRAIN
 
@@ -134,6 +134,6 @@ def test_the_trigger_step_submits_from_a_kfp_runtime(kfp, model, monkeypatch):
     assert out == {"submitted": True, "run": run_id}
     params = kfp.runs[run_id]["runtime_config"]["parameters"]
     assert params["deployment_target"] == "rolling" and params["trigger_reason"] == "automated_drift_detection"
-    with pytest.raises(SubmitError, match="no production version"):
+    with pytest.raises(logic.TriggerError, match="no production version"):
         submit.run_in_child(result=RETRAIN, tracking_uri=client.tracking_uri, model_name="absent",
                             training_data_uri=str(tmp_path / "new.parquet"), kfp_host=kfp.url)
