@@ -10,20 +10,17 @@ Kolmogorov-Smirnov distance on the same bins).
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import logging
 import math
+import os
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
-import pandas as pd
+
+from components.profile import ProfileError, read_profile
 
 log = logging.getLogger(__name__)
 
-PROFILE_FILE = "reference_profile.json"
-PROFILE_TAG = "reference_profile_sha256"
 EPSILON = 1e-4  # share given to an empty bin before taking logs: PSI stays finite
 CONFIG_KEYS = {"min_samples": int, "drift_threshold": float, "drifted_share": float, "window_hours": float,
                "bins": int}
@@ -57,69 +54,6 @@ def check_config(doc, source: str = "drift config") -> dict:
     if out["window_hours"] <= 0:
         raise DriftError(f"{source}: window_hours must be > 0, got {out['window_hours']}")
     return out
-
-
-def _json_value(value):
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def build_profile(frame: pd.DataFrame, features: dict[str, str], bins: int = 10) -> dict:
-    """Reference profile of `frame` (the training split's raw features; kinds as in the contract)."""
-    out = {}
-    rows = len(frame)
-    for column, kind in features.items():
-        series = frame[column]
-        nulls = int(series.isna().sum())
-        if kind == "numeric":
-            values = series.dropna().to_numpy(dtype=float)
-            edges = (np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])) if len(values)
-                     else np.array([]))
-            counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
-            out[column] = {"kind": kind, "edges": edges.tolist()}
-        else:
-            counts_by_value = series.dropna().value_counts(sort=False)
-            order = sorted(counts_by_value.index, key=str)
-            counts = np.array([counts_by_value[v] for v in order], dtype=np.int64)
-            out[column] = {"kind": kind, "values": [_json_value(v) for v in order]}
-        out[column]["shares"] = (counts / rows).tolist() if rows else [0.0] * len(counts)
-        out[column]["null_share"] = nulls / rows if rows else 0.0
-    return {"rows": rows, "bins": bins, "features": out}
-
-
-def write_profile(profile: dict, path: str) -> str:
-    """Write the profile; return the sha256 of the bytes written."""
-    data = json.dumps(profile, indent=1, sort_keys=True).encode()
-    with open(path, "wb") as fh:
-        fh.write(data)
-    return hashlib.sha256(data).hexdigest()
-
-
-# --- the reference: production version and its profile ---------------------------------------------------
-
-def reference(tracking_uri: str, model_name: str, alias: str = "production") -> tuple[str, dict]:
-    """(version behind `alias`, its reference profile), the profile's bytes checked against the version's tag."""
-    import mlflow.artifacts
-    from mlflow import MlflowClient
-
-    from components.registry import version_by_alias
-
-    client = MlflowClient(tracking_uri)
-    mv = version_by_alias(client, model_name, alias)
-    if mv is None:
-        raise DriftError(f"model {model_name!r} has no {alias} version at {tracking_uri}: nothing to compare")
-    expected = mv.tags.get(PROFILE_TAG)
-    if not expected or not mv.run_id:
-        raise DriftError(f"model {model_name!r} version {mv.version} has no reference profile ({PROFILE_TAG} tag): "
-                         "it was registered before profiles were recorded; retrain it to measure drift")
-    path = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=PROFILE_FILE,
-                                               tracking_uri=tracking_uri)
-    with open(path, "rb") as fh:
-        data = fh.read()
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != expected:
-        raise DriftError(f"{PROFILE_FILE} of model {model_name!r} version {mv.version}: sha256 {actual} differs "
-                         f"from its {PROFILE_TAG} tag {expected}")
-    return str(mv.version), json.loads(data)
 
 
 # --- reading the inference log ----------------------------------------------------------------------------
@@ -348,7 +282,10 @@ def evaluate(table, profile: dict, config: dict) -> tuple[dict, dict]:
 def check(log_uri: str, tracking_uri: str, model_name: str, config: dict, now: datetime | None = None,
           pushgateway_url: str | None = None) -> tuple[dict, dict, dict]:
     """One drift check of the production model: (result, per-feature detail, profile)."""
-    version, profile = reference(tracking_uri, model_name)
+    try:
+        version, profile = read_profile(tracking_uri, model_name)
+    except ProfileError as exc:
+        raise DriftError(str(exc)) from exc
     kinds = {f: s["kind"] for f, s in profile["features"].items()}
     table, skipped = read_log(log_uri, model_name, version, kinds, config["window_hours"], now)
     result, detail = evaluate(table, profile, config)

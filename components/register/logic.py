@@ -21,8 +21,8 @@ from mlflow.entities.model_registry.model_version_status import ModelVersionStat
 from mlflow.exceptions import MlflowException
 
 from components import lifecycle
-from components.drift.logic import PROFILE_FILE, PROFILE_TAG
 from components.modelfile import MODEL_FILE, file_sha256
+from components.profile import PROFILE_FILE, PROFILE_TAG, profile_sha256
 from components.registry import IMPORTANCES_ARTIFACT, ensure_experiment
 
 ALIAS = "staged"
@@ -152,7 +152,7 @@ def register(tracking_uri: str, name: str, model_dir: str, lineage: dict[str, st
         run_id = existing[0].run_id or ""
     else:
         lineage = {**lineage, "model_sha256": digest, "content_sha256": content,
-                   PROFILE_TAG: file_sha256(reference_profile)}
+                   PROFILE_TAG: profile_sha256(Path(reference_profile).read_bytes())}
         attempt = uuid.uuid4().hex
         experiment_id = ensure_experiment(client, name)
         run_id, new_run = _run_for(client, experiment_id, digest, lineage, metrics, config,

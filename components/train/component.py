@@ -23,7 +23,7 @@ def train_model(
     import json
 
     from components import contract, dataio
-    from components.drift.logic import build_profile, write_profile
+    from components.profile import build_profile, write_profile
     from components.train import logic
 
     spec = contract.load(schema_uri)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from components.drift import logic
+from components import profile
 from components.registry import ensure_experiment
 from mlops import cli
 from serving.inference_log import InferenceLogger
@@ -14,8 +14,8 @@ from tests.unit.test_drift import KINDS, frame
 
 def version_with_profile(client: MlflowClient, name: str, tmp_path, tamper: bool = False) -> str:
     run = client.create_run(ensure_experiment(client, name))
-    path = tmp_path / logic.PROFILE_FILE
-    digest = logic.write_profile(logic.build_profile(frame(5000, 1), KINDS), str(path))
+    path = tmp_path / profile.PROFILE_FILE
+    digest = profile.write_profile(profile.build_profile(frame(5000, 1), KINDS), str(path))
     if tamper:
         path.write_text(path.read_text().replace('"rows": 5000', '"rows": 5001'))
     client.log_artifact(run.info.run_id, str(path))
@@ -25,7 +25,7 @@ def version_with_profile(client: MlflowClient, name: str, tmp_path, tamper: bool
         pass
     source = client.get_run(run.info.run_id).info.artifact_uri.rstrip("/") + "/model"
     mv = client.create_model_version(name, source, run_id=run.info.run_id,
-                                     tags={logic.PROFILE_TAG: digest})
+                                     tags={profile.PROFILE_TAG: digest})
     client.set_registered_model_alias(name, "production", mv.version)
     return str(mv.version)
 
@@ -40,7 +40,8 @@ def test_cli_checks_the_production_versions_rows(mlflow_server, tmp_path, capsys
         writer.log(frame(rows, 9, moved), np.zeros(rows, dtype=int), np.zeros(rows), version, "stable", ["r"] * rows)
     writer.close()
     args = ["run", "drift-check", "--log-uri", str(tmp_path / "log"), "--model-name", "drifting",
-            "--tracking-uri", mlflow_server, "--report", str(tmp_path / "report.html")]
+            "--tracking-uri", mlflow_server, "--report", str(tmp_path / "report.html"),
+            "--home", str(tmp_path / "home")]
     assert cli.main([*args, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert (result["decision"], result["samples"], result["model_version"]) == ("retrain", 10200, new)
@@ -57,7 +58,8 @@ def test_a_tampered_profile_or_no_production_is_an_error(mlflow_server, tmp_path
     client = MlflowClient(mlflow_server)
     version_with_profile(client, "tampered", tmp_path, tamper=True)
     (tmp_path / "log").mkdir()
-    base = ["run", "drift-check", "--log-uri", str(tmp_path / "log"), "--tracking-uri", mlflow_server]
+    base = ["run", "drift-check", "--log-uri", str(tmp_path / "log"), "--tracking-uri", mlflow_server,
+            "--home", str(tmp_path / "home")]
     assert cli.main([*base, "--model-name", "tampered"]) == 2
     assert "differs from its reference_profile_sha256" in capsys.readouterr().err
     assert cli.main([*base, "--model-name", "absent"]) == 2

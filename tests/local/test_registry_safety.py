@@ -4,8 +4,8 @@ import threading
 import pytest
 from mlflow import MlflowClient
 
-from components.drift.logic import reference, write_profile
 from components.modelfile import MODEL_FILE, file_sha256, load_model
+from components.profile import read_profile, write_profile
 from components.register import logic
 from components.registry import champion
 from components.train.logic import save_model, train
@@ -50,7 +50,7 @@ def test_a_name_with_quotes_registers_once_and_loads(mlflow_server, saves):
     client = MlflowClient(mlflow_server)
     mv = client.get_model_version_by_alias(name, "staged")
     assert mv.status == "READY" and mv.tags["model_sha256"] == file_sha256(saves[0] / MODEL_FILE)
-    version, profile = reference(mlflow_server, name, alias="staged")  # beside the model, its hash checked
+    version, profile = read_profile(mlflow_server, name, alias="staged")  # beside the model, its hash checked
     assert version == "1" and profile == {"rows": 1, "bins": 10, "features": {}}
     assert len(live_versions(client, name, saves[0])) == 1
     staged = champion(mlflow_server, name, "staged")  # the bytes registered are the bytes checked

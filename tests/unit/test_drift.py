@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from components.drift import logic
+from components.profile import build_profile
 from serving.inference_log import InferenceLogger
 
 CONFIG = {"min_samples": 10000, "drift_threshold": 0.15, "drifted_share": 0.30, "window_hours": 24, "bins": 10}
@@ -34,7 +35,7 @@ def frame(rows: int, seed: int, shifted=()) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def profile():
-    return logic.build_profile(frame(20000, 1), KINDS)
+    return build_profile(frame(20000, 1), KINDS)
 
 
 def run(current: pd.DataFrame, profile) -> dict:
@@ -87,7 +88,7 @@ def test_unseen_categories_constant_features_empty_bins_and_nulls():
                               "gap": np.r_[np.zeros(500), np.ones(500)],
                               "holes": np.r_[np.arange(900.0), [np.nan] * 100], "flag": [True] * 1000})
     kinds = {"const": "numeric", "cat": "categorical", "gap": "numeric", "holes": "numeric", "flag": "boolean"}
-    profile = logic.build_profile(reference, kinds)
+    profile = build_profile(reference, kinds)
     assert profile["features"]["const"]["edges"] == [5.0] or profile["features"]["const"]["edges"] == []
     assert profile["features"]["holes"]["null_share"] == pytest.approx(0.1)
     current = pd.DataFrame({"const": [5.0] * 10000 + [None] * 2000, "cat": ["z"] * 6000 + [None] * 6000,
