@@ -2,8 +2,8 @@
 from kfp import dsl
 
 from components.drift.component import check_drift
-from components.trigger.component import trigger_retraining
 from components.image import DEFAULT_IMAGE, with_image
+from components.trigger.component import trigger_retraining
 from pipelines.defaults import DriftDefaults
 from pipelines.training import with_credentials, with_resources
 
@@ -27,6 +27,7 @@ def build(defaults: DriftDefaults, image: str = DEFAULT_IMAGE):
         model_name: str = defaults.model_name,
         drift_config: dict = defaults.config,
         pushgateway_url: str = "",
+        window_end: str = "",
         training_data_uri: str = "",
         kfp_host: str = "",
         kfp_namespace: str = "",
@@ -37,7 +38,8 @@ def build(defaults: DriftDefaults, image: str = DEFAULT_IMAGE):
         training_parameters: dict = {},
     ):
         check = check_op(log_uri=log_uri, tracking_uri=tracking_uri, model_name=model_name,
-                         drift_config=drift_config, pushgateway_url=pushgateway_url).set_display_name("Check drift")
+                         drift_config=drift_config, pushgateway_url=pushgateway_url,
+                         window_end=window_end).set_display_name("Check drift")
         # a new log every hour under the same URI, and a push: never answered from the cache
         with dsl.If(check.outputs["Output"] == "retrain", name="retraining-due"):
             with dsl.If(training_data_uri != "", name="training-data-given"):

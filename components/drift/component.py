@@ -11,20 +11,23 @@ def check_drift(
     model_name: str,
     drift_config: dict,
     pushgateway_url: str,
+    window_end: str,
     metrics: Output[Metrics],
     report: Output[HTML],
     result: Output[Artifact],
 ) -> str:
-    """Score the last window of the log; push gauges to `pushgateway_url` (empty: PUSHGATEWAY_URL, if set).
-    Returns the decision, the one output parameter: kfp.local resolves a condition on a component's single
-    output ("Output") but not on a named one. The sample count and drifted share are in `metrics`."""
+    """Score the window of the log that ends at `window_end` (ISO 8601 with a UTC offset; "": now, the
+    scheduled check's case; a time: a re-run or backfill of that window); push gauges to `pushgateway_url`
+    (empty: PUSHGATEWAY_URL, if set). Returns the decision, the one output parameter: kfp.local resolves a
+    condition on a component's single output ("Output") but not on a named one. The sample count and drifted
+    share are in `metrics`."""
     import json
     import os
 
     from components.drift import logic
 
     config = logic.check_config(drift_config, "drift_config")
-    outcome, detail, profile = logic.check(log_uri, tracking_uri, model_name, config,
+    outcome, detail, profile = logic.check(log_uri, tracking_uri, model_name, config, now=logic.window_end(window_end),
                                            pushgateway_url=pushgateway_url or os.environ.get("PUSHGATEWAY_URL"))
     for feature, value in outcome["scores"].items():
         metrics.log_metric(f"psi.{feature}", value)

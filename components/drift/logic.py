@@ -1,34 +1,24 @@
-"""Drift of the production model's inputs: its inference log scored against the reference profile of its
-training split.
+"""The drift check's decision: the production model's logged inputs scored against the reference profile of its
+training split (PSI, and Kolmogorov-Smirnov for numeric features), the retraining rule, and the gauges it pushes.
 
-The profile (`reference_profile.json`, written by train_model, stored with the version by register_model) holds
-per numeric feature the inner quantile bin edges and the share of rows per bin, per categorical or boolean
-feature the share of each value; both with the share of nulls, which is a bin of its own. The check reads the
-log's hour partitions of the window once, in columns, keeps the production version's rows, bins them with
-`searchsorted` / `index_in` and `bincount`, and scores each feature with PSI (plus, for numeric features, the
-Kolmogorov-Smirnov distance on the same bins).
+The profile (components.profile) holds per feature the training split's bins and their shares, nulls a bin of
+their own. The check reads the window of the log (components.drift.inference_log), bins the production
+version's rows with `index_in` and vectorised comparisons, and scores each feature on those bins.
 """
 from __future__ import annotations
 
-import logging
 import math
-import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import numpy as np
 
+from components.drift import DriftError
+from components.drift.inference_log import read_log
 from components.profile import ProfileError, read_profile
-
-log = logging.getLogger(__name__)
 
 EPSILON = 1e-4  # share given to an empty bin before taking logs: PSI stays finite
 CONFIG_KEYS = {"min_samples": int, "drift_threshold": float, "drifted_share": float, "window_hours": float,
                "bins": int}
-META_COLUMNS = ("model_version", "timestamp")
-
-
-class DriftError(ValueError):
-    """The check cannot run: missing log, profile or production version, or a malformed config."""
 
 
 def check_config(doc, source: str = "drift config") -> dict:
@@ -54,112 +44,6 @@ def check_config(doc, source: str = "drift config") -> dict:
     if out["window_hours"] <= 0:
         raise DriftError(f"{source}: window_hours must be > 0, got {out['window_hours']}")
     return out
-
-
-# --- reading the inference log ----------------------------------------------------------------------------
-
-def _numeric_type(t) -> bool:
-    import pyarrow as pa
-
-    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t) or pa.types.is_decimal(t)
-
-
-def _value_type(t):
-    """A column's type as far as binning goes: a dictionary's values, large strings as strings."""
-    import pyarrow as pa
-
-    t = t.value_type if pa.types.is_dictionary(t) else t
-    return pa.string() if pa.types.is_large_string(t) else t
-
-
-def _wrong_types(schema, features: dict[str, str], seen: dict) -> list[str]:
-    """Columns of this file whose type cannot be read with the others: a numeric feature that is not a number,
-    a boolean one that is not boolean, another feature whose type differs from the files read before (`seen`,
-    filled here), a timestamp that is not one."""
-    import pyarrow as pa
-
-    wrong = []
-    for column, kind in [*features.items(), ("timestamp", "timestamp"), ("model_version", "categorical")]:
-        t = _value_type(schema.field(column).type)
-        if pa.types.is_null(t):
-            continue
-        if kind == "numeric":
-            ok = _numeric_type(t)
-        elif kind == "boolean":
-            ok = pa.types.is_boolean(t)
-        elif kind == "timestamp":
-            ok = pa.types.is_timestamp(t)
-        else:
-            ok = seen.setdefault(column, t) == t
-        if not ok:
-            expected = {"numeric": "a number", "boolean": "boolean", "timestamp": "a timestamp"}.get(
-                kind, f"{seen.get(column)} as in the files before")
-            wrong.append(f"{column} is {schema.field(column).type}, expected {expected}")
-    return wrong
-
-
-def read_log(uri: str, model_name: str, version: str, features: dict[str, str], window_hours: float,
-             now: datetime | None = None):
-    """(rows of `version` logged in the last `window_hours` as a pyarrow Table, skipped files with reasons).
-
-    Only the hour partitions of the window are listed; each file is read once, in the needed columns. A file
-    with missing columns or a numeric feature of another type is skipped and reported; the others count.
-    """
-    import fsspec
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    now = now or datetime.now(timezone.utc)
-    since = now - timedelta(hours=window_hours)
-    try:
-        fs, root = fsspec.core.url_to_fs(uri.rstrip("/"))
-        if not fs.isdir(root):
-            raise DriftError(f"inference log {uri}: no such folder")
-        base = f"{root}/model={model_name}"
-        hours = [p for p in (fs.ls(base, detail=False) if fs.isdir(base) else [])
-                 if p.rsplit("/", 1)[-1].startswith("hour=")]
-    except DriftError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - OSError, or a cloud SDK's own (no credentials, ...)
-        raise DriftError(f"inference log {uri}: cannot list it: {type(exc).__name__}: {exc}") from exc
-    first = f"{since:%Y-%m-%dT%H}"
-    hours = sorted(p for p in hours if p.rsplit("=", 1)[-1] >= first)
-    columns = [*features, *META_COLUMNS]
-    categorical = [c for c, k in features.items() if k == "categorical"]  # read as dictionaries: binned once
-    tables, skipped, seen = [], [], {}
-    threads = len(os.sched_getaffinity(0)) > 1  # on one core, Arrow's decoding threads only contend
-    for hour in hours:
-        for path in sorted(fs.glob(f"{hour}/*.parquet")):
-            name = fs.unstrip_protocol(path)
-            try:
-                footer = pq.read_metadata(path, filesystem=fs)
-                missing = [c for c in columns if c not in footer.schema.names]
-                if missing:
-                    skipped.append({"file": name, "reason": "missing column(s): " + ", ".join(missing)})
-                    continue
-                parquet = pq.ParquetFile(path, filesystem=fs, metadata=footer,  # the footer parsed once
-                                         read_dictionary=[*categorical, "model_version"])
-                table = parquet.read(columns, use_threads=threads)
-            except Exception as exc:  # noqa: BLE001 - any unreadable file is reported and skipped
-                skipped.append({"file": name, "reason": f"{type(exc).__name__}: {exc}"})
-                continue
-            wrong = _wrong_types(table.schema, features, seen)
-            if wrong:
-                skipped.append({"file": name, "reason": "column(s) of another type: " + "; ".join(wrong)})
-                continue
-            versions = table["model_version"]
-            versions = versions if pa.types.is_dictionary(versions.type) else versions.cast(pa.string())
-            mask = pc.fill_null(pc.and_(pc.equal(versions, version), pc.greater_equal(
-                table["timestamp"], pa.scalar(since, pa.timestamp("ms", "UTC")))), False)
-            table = table.drop_columns(list(META_COLUMNS))
-            tables.append(table if pc.all(mask).as_py() else table.filter(mask))  # a copy only when needed
-    for s in skipped:
-        log.warning("inference log: skipped %s: %s", s["file"], s["reason"])
-    if not tables:
-        empty = pa.table({c: pa.array([], pa.float64() if k == "numeric" else pa.null()) for c, k in features.items()})
-        return empty, skipped
-    return pa.concat_tables(tables, promote_options="permissive"), skipped
 
 
 # --- scoring ----------------------------------------------------------------------------------------------
@@ -279,6 +163,20 @@ def evaluate(table, profile: dict, config: dict) -> tuple[dict, dict]:
     return result, detail
 
 
+def window_end(text: str) -> datetime | None:
+    """The end of the window a check reads: None (now) for "", else an ISO 8601 time with its UTC offset."""
+    if not text:
+        return None
+    try:
+        end = datetime.fromisoformat(text)
+    except ValueError:
+        end = None
+    if end is None or end.tzinfo is None:
+        raise DriftError(f"window_end {text!r}: expected an ISO 8601 time with a UTC offset, e.g. "
+                         "2026-01-31T12:00:00+00:00, or \"\" for now")
+    return end
+
+
 def check(log_uri: str, tracking_uri: str, model_name: str, config: dict, now: datetime | None = None,
           pushgateway_url: str | None = None) -> tuple[dict, dict, dict]:
     """One drift check of the production model: (result, per-feature detail, profile)."""
@@ -321,59 +219,3 @@ def push(url: str, result: dict, timeout: float = 10.0) -> dict:
     from components import pushgateway
 
     return pushgateway.push(url, result["model_name"], gauges(result), timeout=timeout)
-
-
-def _bin_labels(spec: dict) -> list[str]:
-    if spec["kind"] == "numeric":
-        edges = [f"{e:.4g}" for e in spec["edges"]]
-        if not edges:
-            return ["all", "null"]
-        return [f"< {edges[0]}", *(f"{a}..{b}" for a, b in zip(edges, edges[1:])), f">= {edges[-1]}", "null"]
-    return [*(str(v) for v in spec["values"]), "unseen", "null"]
-
-
-def _svg(labels: list[str], reference: list[float], current: list[float]) -> str:
-    from html import escape
-
-    width, height, pad = 560, 150, 24
-    n = len(labels)
-    step = (width - 2 * pad) / max(n, 1)
-    top = max([*reference, *current, 1e-9])
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 40}" role="img">']
-    for i, (label, r, c) in enumerate(zip(labels, reference, current)):
-        x = pad + i * step
-        for j, (share, color) in enumerate(((r, "#8c8c8c"), (c, "#d9534f"))):
-            h = (height - pad) * share / top
-            parts.append(f'<rect x="{x + j * step * 0.4 + step * 0.1:.1f}" y="{height - h:.1f}" '
-                         f'width="{step * 0.38:.1f}" height="{h:.1f}" fill="{color}">'
-                         f'<title>{escape(label)}: {"reference" if j == 0 else "current"} {share:.3%}</title></rect>')
-        parts.append(f'<text x="{x + step / 2:.1f}" y="{height + 14}" font-size="9" text-anchor="middle">'
-                     f'{escape(label[:12])}</text>')
-    parts.append(f'<line x1="{pad}" y1="{height}" x2="{width - pad}" y2="{height}" stroke="#333"/></svg>')
-    return "".join(parts)
-
-
-def render_html(result: dict, detail: dict, profile: dict) -> str:
-    """A self-contained report: the decision and its reasons, then a plot per feature, drifted ones first."""
-    from html import escape
-
-    order = sorted(detail, key=lambda f: (f not in result["drifted_features"], -detail[f]["psi"]))
-    rows = []
-    for feature in order:
-        d, spec = detail[feature], profile["features"][feature]
-        flag = "DRIFTED" if feature in result["drifted_features"] else "stable"
-        ks = f", KS {d['ks']:.3f}" if d["ks"] is not None else ""
-        rows.append(f"<section><h3>{escape(feature)} ({spec['kind']}): PSI {d['psi']:.3f}{ks}: {flag}</h3>"
-                    f"{_svg(_bin_labels(spec), d['reference'], d['current'])}</section>")
-    skipped = "".join(f"<li>{escape(s['file'])}: {escape(s['reason'])}</li>" for s in result.get("skipped_files", []))
-    return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Drift check</title>"
-        "<style>body{font-family:sans-serif;margin:1em}h3{font-size:1em;margin:.8em 0 .2em}</style></head><body>"
-        f"<h1>Drift check: {escape(result['decision'])}</h1>"
-        f"<p>Model {escape(str(result.get('model_name', '')))} version {escape(str(result.get('model_version', '')))}; "
-        f"{result['samples']} logged rows in the last {result.get('window_hours', '')} h.</p>"
-        f"<p><strong>{escape(result['reason'])}</strong></p>"
-        f"<p>Drifted: {escape(', '.join(result['drifted_features']) or 'none')}. "
-        "Bars: grey the training reference, red the logged rows.</p>"
-        + (f"<p>Skipped files:</p><ul>{skipped}</ul>" if skipped else "")
-        + "".join(rows) + "</body></html>")

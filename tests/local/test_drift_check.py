@@ -81,7 +81,8 @@ def test_check_drift_component_writes_metrics_report_and_result(mlflow_server, t
     writer.close()
     out = {n: cls(uri=str(tmp_path / n)) for n, cls in (("metrics", Metrics), ("report", HTML), ("result", Artifact))}
     outputs = check_drift.python_func(log_uri=str(tmp_path / "log"), tracking_uri=mlflow_server,
-                                      model_name="component", drift_config=CONFIG, pushgateway_url="", **out)
+                                      model_name="component", drift_config=CONFIG, pushgateway_url="", window_end="",
+                                      **out)
     assert outputs == "insufficient_data"
     assert out["metrics"].metadata["samples"] == 500 and "psi.n0" in out["metrics"].metadata
     assert json.loads((tmp_path / "result").read_text())["reason"] == "waiting for more data: 500 of 10000"
