@@ -9,7 +9,7 @@ import yaml
 
 from components.evaluate.logic import METRICS
 from components.deploy.online import online_of
-from components.drift.logic import DriftError
+from components.drift import DriftError
 from components.drift.logic import check_config as check_drift_config
 from components.gate.logic import GateConfigError, check_gates, finite_number
 from components.train.logic import TrainingConfigError, check_config

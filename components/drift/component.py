@@ -25,6 +25,7 @@ def check_drift(
     import os
 
     from components.drift import logic
+    from components.drift.report import render_html
 
     config = logic.check_config(drift_config, "drift_config")
     outcome, detail, profile = logic.check(log_uri, tracking_uri, model_name, config, now=logic.window_end(window_end),
@@ -34,7 +35,7 @@ def check_drift(
     metrics.log_metric("samples", outcome["samples"])
     metrics.log_metric("drifted_share", outcome["drifted_share"])
     with open(report.path, "w") as fh:
-        fh.write(logic.render_html(outcome, detail, profile))
+        fh.write(render_html(outcome, detail, profile))
     with open(result.path, "w") as fh:
         json.dump(outcome, fh, indent=2)
     result.metadata.update({k: outcome[k] for k in ("decision", "samples", "drifted_share", "model_version")})

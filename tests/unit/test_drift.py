@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.drift import logic
+from components.drift import inference_log, logic
+from components.drift.report import render_html
 from components.profile import build_profile
 from serving.inference_log import InferenceLogger
 
@@ -101,7 +102,7 @@ def test_unseen_categories_constant_features_empty_bins_and_nulls():
     assert detail["cat"]["current"][-2:] == [0.5, 0.5]  # unseen bin, null bin
     assert detail["holes"]["ks"] is None  # no values to compare
     assert set(result["drifted_features"]) == {"const", "cat", "holes", "flag", "gap"}
-    assert "<svg" in logic.render_html({**result, "skipped_files": []}, detail, profile)
+    assert "<svg" in render_html({**result, "skipped_files": []}, detail, profile)
 
 
 def test_psi_is_finite_and_zero_on_equal_shares():
@@ -115,12 +116,12 @@ def test_window_scores_only_the_production_versions_rows(tmp_path, profile):
         data = frame(rows, int(version), shifted)
         writer.log(data, np.zeros(rows, dtype=int), np.zeros(rows), version, "stable", [f"r{i}" for i in range(rows)])
     writer.close()
-    table, skipped = logic.read_log(str(tmp_path / "log"), "fraud", "3", KINDS, 24)
+    table, skipped = inference_log.read_log(str(tmp_path / "log"), "fraud", "3", KINDS, 24)
     assert table.num_rows == 10500 and skipped == [] and table.column_names == list(KINDS)
     result, _ = logic.evaluate(table, profile, CONFIG)
     assert result["decision"] == "no_drift"
     later = datetime.now(timezone.utc).replace(year=datetime.now().year + 1)
-    assert logic.read_log(str(tmp_path / "log"), "fraud", "3", KINDS, 24, now=later)[0].num_rows == 0
+    assert inference_log.read_log(str(tmp_path / "log"), "fraud", "3", KINDS, 24, now=later)[0].num_rows == 0
 
 
 def test_unreadable_files_are_skipped_by_name_and_the_others_count(tmp_path, profile):
@@ -135,7 +136,7 @@ def test_unreadable_files_are_skipped_by_name_and_the_others_count(tmp_path, pro
     logged.astype({"c0": "category"}).assign(c0=1).to_parquet(hour / "x-category.parquet")
     logged.assign(b0="yes").to_parquet(hour / "x-boolean.parquet")
     logged.assign(timestamp="2026-01-01").to_parquet(hour / "x-timestamp.parquet")
-    table, skipped = logic.read_log(str(tmp_path), "fraud", "3", KINDS, 24)
+    table, skipped = inference_log.read_log(str(tmp_path), "fraud", "3", KINDS, 24)
     assert table.num_rows == 100
     assert [(s["file"].rsplit("/", 1)[-1], s["reason"]) for s in skipped] == [
         ("missing.parquet", "missing column(s): n3, model_version, timestamp"),
@@ -144,7 +145,7 @@ def test_unreadable_files_are_skipped_by_name_and_the_others_count(tmp_path, pro
         ("x-category.parquet", "column(s) of another type: c0 is int64, expected string as in the files before"),
         ("x-timestamp.parquet", "column(s) of another type: timestamp is string, expected a timestamp")]
     with pytest.raises(logic.DriftError, match="no such folder"):
-        logic.read_log(str(tmp_path / "nowhere"), "fraud", "3", KINDS, 24)
+        inference_log.read_log(str(tmp_path / "nowhere"), "fraud", "3", KINDS, 24)
 
 
 @pytest.mark.parametrize("change, message", [({"bins": 0}, "bins"), ({"drifted_share": 1.5}, "drifted_share"),

@@ -1,0 +1,121 @@
+"""Reading the inference log the model server writes (serving/inference_log.py) for the drift check: the rows
+of one model version in a time window, as a pyarrow Table.
+
+The log is Parquet under `model=<name>/hour=<YYYY-MM-DDTHH>/`; only the window's hour partitions are listed and
+each file is read once, in the needed columns.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timedelta, timezone
+
+from components.drift import DriftError
+
+log = logging.getLogger(__name__)
+
+META_COLUMNS = ("model_version", "timestamp")
+
+
+def _numeric_type(t) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t) or pa.types.is_decimal(t)
+
+
+def _value_type(t):
+    """A column's type as far as binning goes: a dictionary's values, large strings as strings."""
+    import pyarrow as pa
+
+    t = t.value_type if pa.types.is_dictionary(t) else t
+    return pa.string() if pa.types.is_large_string(t) else t
+
+
+def _wrong_types(schema, features: dict[str, str], seen: dict) -> list[str]:
+    """Columns of this file whose type cannot be read with the others: a numeric feature that is not a number,
+    a boolean one that is not boolean, another feature whose type differs from the files read before (`seen`,
+    filled here), a timestamp that is not one."""
+    import pyarrow as pa
+
+    wrong = []
+    for column, kind in [*features.items(), ("timestamp", "timestamp"), ("model_version", "categorical")]:
+        t = _value_type(schema.field(column).type)
+        if pa.types.is_null(t):
+            continue
+        if kind == "numeric":
+            ok = _numeric_type(t)
+        elif kind == "boolean":
+            ok = pa.types.is_boolean(t)
+        elif kind == "timestamp":
+            ok = pa.types.is_timestamp(t)
+        else:
+            ok = seen.setdefault(column, t) == t
+        if not ok:
+            expected = {"numeric": "a number", "boolean": "boolean", "timestamp": "a timestamp"}.get(
+                kind, f"{seen.get(column)} as in the files before")
+            wrong.append(f"{column} is {schema.field(column).type}, expected {expected}")
+    return wrong
+
+
+def read_log(uri: str, model_name: str, version: str, features: dict[str, str], window_hours: float,
+             now: datetime | None = None):
+    """(rows of `version` logged in the last `window_hours` as a pyarrow Table, skipped files with reasons).
+
+    Only the hour partitions of the window are listed; each file is read once, in the needed columns. A file
+    with missing columns or a numeric feature of another type is skipped and reported; the others count.
+    """
+    import fsspec
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    now = now or datetime.now(timezone.utc)
+    since = now - timedelta(hours=window_hours)
+    try:
+        fs, root = fsspec.core.url_to_fs(uri.rstrip("/"))
+        if not fs.isdir(root):
+            raise DriftError(f"inference log {uri}: no such folder")
+        base = f"{root}/model={model_name}"
+        hours = [p for p in (fs.ls(base, detail=False) if fs.isdir(base) else [])
+                 if p.rsplit("/", 1)[-1].startswith("hour=")]
+    except DriftError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - OSError, or a cloud SDK's own (no credentials, ...)
+        raise DriftError(f"inference log {uri}: cannot list it: {type(exc).__name__}: {exc}") from exc
+    first = f"{since:%Y-%m-%dT%H}"
+    hours = sorted(p for p in hours if p.rsplit("=", 1)[-1] >= first)
+    columns = [*features, *META_COLUMNS]
+    categorical = [c for c, k in features.items() if k == "categorical"]  # read as dictionaries: binned once
+    tables, skipped, seen = [], [], {}
+    threads = len(os.sched_getaffinity(0)) > 1  # on one core, Arrow's decoding threads only contend
+    for hour in hours:
+        for path in sorted(fs.glob(f"{hour}/*.parquet")):
+            name = fs.unstrip_protocol(path)
+            try:
+                footer = pq.read_metadata(path, filesystem=fs)
+                missing = [c for c in columns if c not in footer.schema.names]
+                if missing:
+                    skipped.append({"file": name, "reason": "missing column(s): " + ", ".join(missing)})
+                    continue
+                parquet = pq.ParquetFile(path, filesystem=fs, metadata=footer,  # the footer parsed once
+                                         read_dictionary=[*categorical, "model_version"])
+                table = parquet.read(columns, use_threads=threads)
+            except Exception as exc:  # noqa: BLE001 - any unreadable file is reported and skipped
+                skipped.append({"file": name, "reason": f"{type(exc).__name__}: {exc}"})
+                continue
+            wrong = _wrong_types(table.schema, features, seen)
+            if wrong:
+                skipped.append({"file": name, "reason": "column(s) of another type: " + "; ".join(wrong)})
+                continue
+            versions = table["model_version"]
+            versions = versions if pa.types.is_dictionary(versions.type) else versions.cast(pa.string())
+            mask = pc.fill_null(pc.and_(pc.equal(versions, version), pc.greater_equal(
+                table["timestamp"], pa.scalar(since, pa.timestamp("ms", "UTC")))), False)
+            table = table.drop_columns(list(META_COLUMNS))
+            tables.append(table if pc.all(mask).as_py() else table.filter(mask))  # a copy only when needed
+    for s in skipped:
+        log.warning("inference log: skipped %s: %s", s["file"], s["reason"])
+    if not tables:
+        empty = pa.table({c: pa.array([], pa.float64() if k == "numeric" else pa.null()) for c, k in features.items()})
+        return empty, skipped
+    return pa.concat_tables(tables, promote_options="permissive"), skipped
