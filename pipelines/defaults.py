@@ -7,11 +7,12 @@ from pathlib import Path
 
 import yaml
 
-from components.evaluate.logic import METRICS
 from components.deploy.online import online_of
 from components.drift import DriftError
 from components.drift.logic import check_config as check_drift_config
-from components.gate.logic import GateConfigError, check_gates, finite_number
+from components.gates import GateConfigError, check_gates
+from components.metrics import METRICS
+from components.numbers import finite_number
 from components.train.logic import TrainingConfigError, check_config
 
 CONFIG = "configs/production.yaml"
@@ -71,7 +72,7 @@ def check_baseline(doc: dict, path) -> None:
 
 
 def check_deploy(section: dict, path) -> dict:
-    from components.deploy.logic import TARGETS
+    from components.deploy import TARGETS
 
     if section["target"] not in TARGETS:
         raise ConfigError(f"{path}: deploy.target must be one of {list(TARGETS)}, got {section['target']!r}")

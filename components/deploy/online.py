@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from components.gate.logic import GateConfigError, finite_number
+from components.gates import GateConfigError
+from components.numbers import finite_number
 
 ONLINE_KEYS = ("max_latency_p95_seconds", "max_error_rate", "max_client_error_rate_increase",
                "max_shed_rate_increase")

@@ -7,13 +7,13 @@ version's rows with `index_in` and vectorised comparisons, and scores each featu
 """
 from __future__ import annotations
 
-import math
 from datetime import datetime
 
 import numpy as np
 
 from components.drift import DriftError
 from components.drift.inference_log import read_log
+from components.numbers import finite_number
 from components.profile import ProfileError, read_profile
 
 EPSILON = 1e-4  # share given to an empty bin before taking logs: PSI stays finite
@@ -32,7 +32,7 @@ def check_config(doc, source: str = "drift config") -> dict:
     out = {}
     for key, kind in CONFIG_KEYS.items():
         value = doc[key]
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = finite_number(value)
         if kind is int:
             ok = ok and float(value).is_integer() and value >= 1
         if not ok or value < 0:

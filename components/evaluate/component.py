@@ -27,7 +27,7 @@ def evaluate_model(
 
     from components import contract, dataio, modelfile, registry
     from components.evaluate import logic
-    from components.gate.logic import check_gates
+    from components.gates import check_gates
 
     spec = contract.load(schema_uri)
     slices = check_gates(quality_gates, "quality_gates parameter").slices

@@ -17,35 +17,11 @@ from scipy.stats import spearmanr
 from sklearn import metrics as skm
 
 from components.contract import Contract
+from components.metrics import CLASSIFICATION_METRICS, METRICS, Slices, metric_text
 from components.scoring import THRESHOLD, class_names, is_positive, positive_probability, score
 
-CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision")
-# What both the candidate and the production model are measured on (the latter as the baseline).
-SHARED_METRICS = CLASSIFICATION_METRICS + ("latency_p95_ms", "latency_p95_ms_batch32", "memory_mb",
-                                           "max_slice_recall_gap")
-METRICS = SHARED_METRICS + ("model_size_mb", "feature_importance_stability", "edge_cases_passed")
-# Defined only against a production model: not applicable (rather than missing) while there is none.
-BASELINE_ONLY = ("feature_importance_stability",)
 MEMORY_ROWS = 10_000
 SLICE_METRICS = ("recall", "precision", "roc_auc")
-
-
-@dataclass(frozen=True)
-class Slices:
-    """Per-slice metrics: per value of each column (None: the categorical and boolean features);
-    slices of fewer than `min_rows` rows, or fewer than `min_positives` rows of the positive class (recall
-    on a handful of positives is noise), are reported, not gated."""
-    columns: list[str] | None = None
-    min_rows: int = 100
-    min_positives: int = 0
-
-    def resolve(self, contract: Contract) -> list[str]:
-        columns = self.columns if self.columns is not None else contract.categorical + contract.boolean
-        unknown = [c for c in columns if c not in contract.features]
-        if unknown:
-            raise ValueError(f"slice column(s) {unknown} are not features of contract {contract.name!r} "
-                             f"({contract.source}); features: {contract.feature_columns}")
-        return list(columns)
 
 
 @dataclass
@@ -87,11 +63,14 @@ class Evaluation:
         for name in METRICS:
             value, base = self.metrics.get(name), self.baseline.metrics.get(name)
             delta = f"{value - base:+.4f}" if value is not None and base is not None else ""
-            lines.append(f"| {name} | {_fmt(value)} | {_fmt(base)} | {delta} | {self.missing.get(name, '')} |")
+            lines.append(f"| {name} | {metric_text(value)} | {metric_text(base)} | {delta} | "
+                         f"{self.missing.get(name, '')} |")
         lines += ["", f"Positive class: `{self.class_names[1]}`; negative class: `{self.class_names[0]}`.", "",
-                  "| slice | rows | positives | recall | precision | roc_auc | gated |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {s['column']}={s['value']} | {s['rows']} | {s['positives']} | {_fmt(s['recall'])} | "
-                  f"{_fmt(s['precision'])} | {_fmt(s['roc_auc'])} | {'yes' if s['gated'] else 'no (too small)'} |"
+                  "| slice | rows | positives | recall | precision | roc_auc | gated |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {s['column']}={s['value']} | {s['rows']} | {s['positives']} | {metric_text(s['recall'])} | "
+                  f"{metric_text(s['precision'])} | {metric_text(s['roc_auc'])} | "
+                  f"{'yes' if s['gated'] else 'no (too small)'} |"
                   for s in self.slices]
         lines += ["", "| edge case | passed | detail |", "|---|---|---|"]
         lines += [f"| {c['case']} | {c['passed']} | {c['detail']} |" for c in self.edge_cases]
@@ -103,10 +82,6 @@ class Evaluation:
         for s in self.slices:
             out.update({f"slice.{s['column']}={s['value']}.{m}": s[m] for m in SLICE_METRICS if s[m] is not None})
         return out
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _finite(compute) -> tuple[float | None, str | None]:

@@ -15,10 +15,11 @@ def quality_gate(
     import json
 
     from components.gate import logic
+    from components.gates import check_gates
 
     with open(evaluation.path) as fh:
         result = json.load(fh)
-    gates = logic.check_gates(quality_gates, "quality_gates parameter")
+    gates = check_gates(quality_gates, "quality_gates parameter")
     outcome = logic.evaluate_gates(gates, result)
     with open(report.path, "w") as fh:
         fh.write(outcome.to_markdown())

@@ -21,6 +21,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from components import modelfile
 from components.contract import MODEL_FILE as CONTRACT_FILE
 from components.contract import Contract
+from components.numbers import finite_number, is_int, whole_numbers
 from components.scoring import SCORES, is_positive, scorer
 
 ESTIMATORS = {
@@ -36,12 +37,12 @@ class TrainingConfigError(ValueError):
 
 def _int(low: int, high: float = float("inf")):
     """A check that a value is an int (not a bool) in [low, high], and what the check asks for."""
-    return ((lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high),
+    return ((lambda v: is_int(v) and low <= v <= high),
             f"an int >= {low}" if high == float("inf") else f"an int in [{low}, {high}]")
 
 
 def _share(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1
+    return finite_number(value) and 0 < value < 1
 
 
 # Section -> allowed key -> (check, what it asks for), or None where check_config looks at the value itself.
@@ -75,15 +76,6 @@ def _check_param(cls, name: str, value, path: str, source: str) -> None:
         raise TrainingConfigError(f"{source}: {path}: {exc}") from exc
 
 
-def _integral(value):
-    """Whole floats back to int: KFP passes JSON numbers of dict parameters as floats."""
-    if isinstance(value, dict):
-        return {k: _integral(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_integral(v) for v in value]
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
 def check_config(config: dict, source: str = "training config") -> dict:
     """The config with whole numbers as int; reject unknown, missing or bad keys and values, naming the source."""
     if not isinstance(config, dict):
@@ -91,7 +83,7 @@ def check_config(config: dict, source: str = "training config") -> dict:
     missing = sorted({"seed", "test_size", "estimator"} - set(config))
     if missing:
         raise TrainingConfigError(f"{source}: missing key(s) {missing} in 'training'")
-    config = _integral(config)
+    config = whole_numbers(config)
     sections = {"training": config,
                 "training.tuning": _mapping(config.get("tuning"), "training.tuning", source),
                 "training.importance": _mapping(config.get("importance"), "training.importance", source)}

@@ -8,6 +8,8 @@ import yaml
 
 from components.evaluate import logic as ev
 from components.gate import logic as gate
+from components.gates import GateConfigError, check_gates
+from components.metrics import METRICS, Slices
 from components.registry import Champion
 from tests.unit.test_train import FAST
 
@@ -45,7 +47,7 @@ def first(trained, contract, tmp_path_factory):
 
 def test_evaluation_metrics_latency_memory_edge_cases(first, trained):
     m = first.metrics
-    assert set(m) == set(ev.METRICS)
+    assert set(m) == set(METRICS)
     assert 0.5 < m["roc_auc"] <= 1 and 0 <= m["precision"] <= 1
     assert m["latency_p95_ms"] > 0 and m["latency_p95_ms_batch32"] > 0  # figures: benchmarks/
     assert 0 < m["memory_mb"] < 500
@@ -81,7 +83,7 @@ def test_slice_metrics_and_recall_gap(contract):
     proba = np.zeros(len(y))
     proba[:20] = 0.9                 # a: every positive found (recall 1)
     proba[200:210] = 0.9             # b: half of them (recall 0.5)
-    slices = ev.Slices(columns=["channel"], min_rows=100)
+    slices = Slices(columns=["channel"], min_rows=100)
     table = ev.slice_table(frame, y, proba, ["channel"], slices)
     rows = {s["value"]: s for s in table}
     assert (rows["a"]["recall"], rows["b"]["recall"], rows["c"]["recall"]) == (1.0, 0.5, 0.0)
@@ -90,11 +92,11 @@ def test_slice_metrics_and_recall_gap(contract):
     overall = 30 / 50
     gap, reason = ev.max_slice_recall_gap(overall, table, slices)
     assert gap == pytest.approx(overall - 0.5) and reason is None  # c (50 rows) is reported, not gated
-    stricter = ev.Slices(columns=["channel"], min_rows=100, min_positives=21)
+    stricter = Slices(columns=["channel"], min_rows=100, min_positives=21)
     assert ev.max_slice_recall_gap(overall, ev.slice_table(frame, y, proba, ["channel"], stricter), stricter)[0] is None
     with pytest.raises(ValueError, match=r"slice column\(s\) \['nope'\] are not features"):
-        ev.Slices(columns=["nope"]).resolve(contract)
-    assert ev.Slices().resolve(contract) == contract.categorical + contract.boolean
+        Slices(columns=["nope"]).resolve(contract)
+    assert Slices().resolve(contract) == contract.categorical + contract.boolean
 
 
 def test_slices_are_in_the_evaluation_and_its_metrics(first, contract):
@@ -150,7 +152,7 @@ def test_production_model_is_the_baseline_scored_with_its_own_contract(trained, 
     assert base.metrics["roc_auc"] == pytest.approx(own["roc_auc"])
     assert {"latency_p95_ms", "memory_mb", "max_slice_recall_gap"} <= set(base.metrics)
     without = trained.holdout.drop(columns=["channel"])  # the schema moved on: not comparable
-    fallback = ev.choose_baseline(lambda: champ, without, contract, {"roc_auc": 0.5}, ev.Slices(columns=[]))
+    fallback = ev.choose_baseline(lambda: champ, without, contract, {"roc_auc": 0.5}, Slices(columns=[]))
     assert fallback.metrics == {"roc_auc": 0.5} and "['channel']" in fallback.source
     assert fallback.production_model and fallback.importances == {"amount": 1.0}
     assert ev.choose_baseline(lambda: None, trained.holdout, contract, {}).source.startswith("baseline")
@@ -199,7 +201,7 @@ def test_a_metric_that_cannot_be_computed_is_missing_with_a_reason(trained, cont
     assert result.metrics["max_slice_recall_gap"] is None and result.roc_curve is None
     json.dumps(result.to_dict(), allow_nan=False)
     assert all(np.isfinite(v) for v in result.kfp_metrics().values())
-    rows = {r["metric"]: r for r in gate.evaluate_gates(gate.check_gates(
+    rows = {r["metric"]: r for r in gate.evaluate_gates(check_gates(
         {"metrics": {"roc_auc": {"minimum": 0.5}}}), result.to_dict()).rows}
     assert rows["roc_auc"]["verdict"] == "fail" and rows["roc_auc"]["reason"].startswith("missing: not computed")
 
@@ -216,7 +218,7 @@ GATES = {"metrics": {"roc_auc": {"minimum": 0.8, "comparison": "gte", "tolerance
 
 
 def test_gates_pass_and_fail_with_reasons():
-    gates = gate.check_gates(GATES)
+    gates = check_gates(GATES)
     ok = gate.evaluate_gates(gates, evaluation({"roc_auc": 0.9, "latency_p95_ms": 5,
                                                 "feature_importance_stability": None}, {"roc_auc": 0.895}))
     assert ok.passed and [r["verdict"] for r in ok.rows] == ["pass", "pass", "not applicable"]
@@ -233,7 +235,7 @@ def test_gates_pass_and_fail_with_reasons():
 
 
 def test_gates_fail_closed():
-    gates = gate.check_gates(GATES)
+    gates = check_gates(GATES)
     # a missing metric fails, with the evaluation's reason
     result = gate.evaluate_gates(gates, evaluation({"roc_auc": None, "latency_p95_ms": 5,
                                                     "feature_importance_stability": None},
@@ -259,7 +261,7 @@ def test_gates_fail_closed():
 
 
 def test_a_comparison_without_baseline_value_is_not_applicable_but_bounds_still_apply():
-    gates = gate.check_gates({"metrics": {"accuracy": {"minimum": 0.92, "comparison": "gte"},
+    gates = check_gates({"metrics": {"accuracy": {"minimum": 0.92, "comparison": "gte"},
                                           "recall": {"comparison": "gte"}}})
     result = gate.evaluate_gates(gates, evaluation({"accuracy": 0.95, "recall": 0.3}))
     rows = {r["metric"]: r for r in result.rows}
@@ -271,7 +273,7 @@ def test_a_comparison_without_baseline_value_is_not_applicable_but_bounds_still_
 
 
 def test_latency_comparison_allows_twenty_percent_unless_told_otherwise():
-    gates = gate.check_gates({"metrics": {"latency_p95_ms": {"comparison": "lte"},
+    gates = check_gates({"metrics": {"latency_p95_ms": {"comparison": "lte"},
                                           "latency_p95_ms_batch32": {"comparison": "lte", "tolerance": 1}}})
     base = {"latency_p95_ms": 10, "latency_p95_ms_batch32": 3}
     ok = gate.evaluate_gates(gates, evaluation({"latency_p95_ms": 11.9, "latency_p95_ms_batch32": 3.9}, base))
@@ -284,7 +286,7 @@ def test_latency_comparison_allows_twenty_percent_unless_told_otherwise():
 def test_the_seeds_gates_file_verbatim(first, trained, contract, tmp_path):
     """Loads, passes a good first model (stability not applicable: no production model) and fails a model
     whose stability cannot be computed because the production model's importances did not load."""
-    gates = gate.check_gates(yaml.safe_load(SEED_GATES), "seed")
+    gates = check_gates(yaml.safe_load(SEED_GATES), "seed")
     assert list(gates.metrics) == ["accuracy", "latency_p95_ms", "model_size_mb", "feature_importance_stability"]
     fast = {**first.to_dict(), "metrics": {**first.metrics, "latency_p95_ms": 1.0}}  # latency is the machine's
     result = gate.evaluate_gates(gates, fast)
@@ -307,7 +309,7 @@ def test_the_seeds_gates_file_verbatim(first, trained, contract, tmp_path):
 
 
 def test_slice_sizes_from_kfp_come_back_as_ints():
-    slices = gate.check_gates({"metrics": {"recall": {"minimum": 0.1}},
+    slices = check_gates({"metrics": {"recall": {"minimum": 0.1}},
                                "slices": {"min_rows": 100.0, "min_positives": 20.0}}).slices
     assert (slices.min_rows, slices.min_positives) == (100, 20) and isinstance(slices.min_rows, int)
 
@@ -332,6 +334,6 @@ def test_slice_sizes_from_kfp_come_back_as_ints():
     ({"metrics": {"recall": {"minimum": 0.1}}, "slices": {"min_rows": 2.5}}, "slices.min_rows must be an int >= 0"),
 ])
 def test_bad_gates_are_rejected(doc, message):
-    with pytest.raises(gate.GateConfigError, match="^gates.yaml: ") as err:
-        gate.check_gates(doc, "gates.yaml")
+    with pytest.raises(GateConfigError, match="^gates.yaml: ") as err:
+        check_gates(doc, "gates.yaml")
     assert message in str(err.value) and "\n" not in str(err.value)

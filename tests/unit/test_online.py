@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from components.deploy import online
-from components.gate.logic import GateConfigError
+from components.gates import GateConfigError
 from tests.analysis import argo
 from tests.manifests.crd import ANALYSIS_TEMPLATE
 
