@@ -1,4 +1,4 @@
-"""The quality gate's verdict: each metric against its absolute bounds and, optionally, the baseline. Gates fail
+"""The quality gate's verdict: each metric against its absolute bounds and, optionally, the baseline; gates fail
 closed.
 
 The gates come from components.gates. A gate passes only on a value that meets it; the one exception, reported
