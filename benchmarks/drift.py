@@ -30,7 +30,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from components.drift import logic  # noqa: E402
+from components.profile import build_profile, write_profile  # noqa: E402
+from components.drift import inference_log, logic  # noqa: E402
 
 KINDS = {**{f"n{i}": "numeric" for i in range(20)}, **{f"c{i}": "categorical" for i in range(6)},
          **{f"b{i}": "boolean" for i in range(4)}}
@@ -56,7 +57,7 @@ def table(rows: int, seed: int, shifted=frozenset()) -> pd.DataFrame:
 
 def prepare(work: Path, rows: int, train_rows: int) -> None:
     train = table(train_rows, 1)
-    logic.write_profile(logic.build_profile(train, KINDS), str(work / "profile.json"))
+    write_profile(build_profile(train, KINDS), str(work / "profile.json"))
     train.to_parquet(work / "train.parquet")
     now = pd.Timestamp(datetime.now(timezone.utc)).floor("h")
     per_file = 100_000
@@ -107,7 +108,7 @@ def measure(work: Path) -> None:
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     profile = json.loads((work / "profile.json").read_text())
     start = time.perf_counter()
-    table_, _ = logic.read_log(str(work / "log"), "bench", "3", KINDS, CONFIG["window_hours"])
+    table_, _ = inference_log.read_log(str(work / "log"), "bench", "3", KINDS, CONFIG["window_hours"])
     read = time.perf_counter() - start
     result, _ = logic.evaluate(table_, profile, CONFIG)
     ours = time.perf_counter() - start

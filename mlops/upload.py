@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from components.kfp_api import find_pipeline, find_version
-from components.source import Commit, head  # noqa: F401 - head: the CLI names the version by it
+from components.source import Commit
 from pipelines import drift_check, training
 from pipelines.defaults import SOURCE  # the source tree, where compile.py lives
 

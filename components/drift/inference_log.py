@@ -59,7 +59,8 @@ def _wrong_types(schema, features: dict[str, str], seen: dict) -> list[str]:
 
 def read_log(uri: str, model_name: str, version: str, features: dict[str, str], window_hours: float,
              now: datetime | None = None):
-    """(rows of `version` logged in the last `window_hours` as a pyarrow Table, skipped files with reasons).
+    """(rows of `version` logged in the `window_hours` up to `now` (default: the current time) as a pyarrow
+    Table, skipped files with reasons).
 
     Only the hour partitions of the window are listed; each file is read once, in the needed columns. A file
     with missing columns or a numeric feature of another type is skipped and reported; the others count.
@@ -69,7 +70,7 @@ def read_log(uri: str, model_name: str, version: str, features: dict[str, str], 
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    now = now or datetime.now(timezone.utc)
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     since = now - timedelta(hours=window_hours)
     try:
         fs, root = fsspec.core.url_to_fs(uri.rstrip("/"))
@@ -82,8 +83,8 @@ def read_log(uri: str, model_name: str, version: str, features: dict[str, str], 
         raise
     except Exception as exc:  # noqa: BLE001 - OSError, or a cloud SDK's own (no credentials, ...)
         raise DriftError(f"inference log {uri}: cannot list it: {type(exc).__name__}: {exc}") from exc
-    first = f"{since:%Y-%m-%dT%H}"
-    hours = sorted(p for p in hours if p.rsplit("=", 1)[-1] >= first)
+    first, last = f"{since:%Y-%m-%dT%H}", f"{now:%Y-%m-%dT%H}"
+    hours = sorted(p for p in hours if first <= p.rsplit("=", 1)[-1] <= last)
     columns = [*features, *META_COLUMNS]
     categorical = [c for c, k in features.items() if k == "categorical"]  # read as dictionaries: binned once
     tables, skipped, seen = [], [], {}
@@ -109,8 +110,10 @@ def read_log(uri: str, model_name: str, version: str, features: dict[str, str], 
                 continue
             versions = table["model_version"]
             versions = versions if pa.types.is_dictionary(versions.type) else versions.cast(pa.string())
-            mask = pc.fill_null(pc.and_(pc.equal(versions, version), pc.greater_equal(
-                table["timestamp"], pa.scalar(since, pa.timestamp("ms", "UTC")))), False)
+            stamps = table["timestamp"]
+            in_window = pc.and_(pc.greater_equal(stamps, pa.scalar(since, pa.timestamp("ms", "UTC"))),
+                                pc.less_equal(stamps, pa.scalar(now, pa.timestamp("ms", "UTC"))))
+            mask = pc.fill_null(pc.and_(pc.equal(versions, version), in_window), False)
             table = table.drop_columns(list(META_COLUMNS))
             tables.append(table if pc.all(mask).as_py() else table.filter(mask))  # a copy only when needed
     for s in skipped:

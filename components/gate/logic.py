@@ -12,10 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from components.gates import (
-    Gates,
-    check_gates,  # noqa: F401 - mlops/cli/run.py imports it from here
-)
+from components.gates import Gates
 from components.metrics import BASELINE_ONLY, METRICS, metric_text
 
 LATENCY_TOLERANCE = 0.20  # a comparison on a latency_* metric without `tolerance` allows 20 % over the baseline

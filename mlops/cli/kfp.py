@@ -82,11 +82,12 @@ def cmd_upload(args) -> int:
     from kfp_server_api.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
+    from components import source
     from components.kfp_api import SubmitError, kfp_client
     from mlops import upload
 
     # compiled now: the commit of the source tree compiled; given files: of the work tree they were compiled in
-    version = upload.version_for(upload.head(upload.SOURCE_REPO if args.compiled_dir is None else "."),
+    version = upload.version_for(source.head(upload.SOURCE_REPO if args.compiled_dir is None else "."),
                                  args.version, args.allow_dirty)
     if args.compiled_dir is not None:
         upload.packages(args.compiled_dir, version)  # checked before connecting

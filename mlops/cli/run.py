@@ -14,7 +14,7 @@ from pipelines.defaults import BASELINE, CONFIG, DRIFT, GATES, ConfigError
 
 def cmd_run_training(args) -> int:
     from components import contract, dataio
-    from components.gate.logic import check_gates
+    from components.gates import check_gates
     from mlops import datagen, local
     from pipelines import defaults
 

@@ -36,16 +36,16 @@ def train(data_uri: str, settings, home: str, parameters: dict | None = None):
     return local.run_training(data_uri, settings, Path(home), parameters=parameters)
 
 
-def retrain(result: dict, data_uri: str, settings, home: str) -> tuple[dict, object]:
-    """The drift check's result through the trigger (a local training run, at most once): (its outcome, the
-    training run it submitted or None)."""
-    from components.trigger import logic as trigger
-    from components.trigger.submit import LocalSubmitter
+def drift_check(log_uri: str, settings, config: dict, window_end: str, training_data: str, home: str):
+    """The one drift-check path (mlops.local.run_drift_check): the pipeline, then the retraining it recorded in
+    the outbox, run with `settings`; its DriftCheckRun."""
+    from mlops import local
+    from pipelines import defaults
 
-    submitter = LocalSubmitter(settings, Path(home))
-    outcome = trigger.trigger(result, tracking_uri=settings.tracking_uri, model_name=settings.model_name,
-                              training_data_uri=data_uri, submit=submitter.submit, status=submitter.status)
-    return outcome, (submitter.runs[0] if submitter.runs else None)
+    drift = defaults.DriftDefaults(tracking_uri=settings.tracking_uri, model_name=settings.model_name,
+                                   config=config, resources=settings.resources)
+    return local.run_drift_check(log_uri, drift, Path(home), {"window_end": window_end,
+                                                              "training_data_uri": training_data}, training=settings)
 
 
 # --- the loop ---------------------------------------------------------------------------------------------
@@ -54,7 +54,7 @@ def retrain(result: dict, data_uri: str, settings, home: str) -> tuple[dict, obj
 class Record:
     """What the summary shows."""
     trainings: list[tuple[str, object]] = field(default_factory=list)   # (label, TrainingRun)
-    checks: list[tuple[str, dict, dict]] = field(default_factory=list)   # (label, result, retraining)
+    checks: list[tuple[str, dict, dict | None]] = field(default_factory=list)  # (label, result, retraining)
 
 
 def prepare(home: Path) -> None:
@@ -90,21 +90,28 @@ def labelled(home: Path, name: str, rows: int, seed: int, drift: float = 0.0) ->
     return str(path.resolve())
 
 
-def check(log_uri: str, settings, config: dict, since: float, expected: int) -> dict:
-    """The drift check of the rows logged since `since` (a Unix time): its window starts there. Waits
-    (up to 30 s) until the servers' log writers have flushed the `expected` rows."""
+def logged(log_uri: str, model_name: str, since: float) -> int:
+    """Rows of `model_name` the servers' log writers have written with a time from `since` (a Unix time) on."""
+    import pandas as pd
+
+    folder = Path(log_uri) / f"model={model_name}"
+    try:
+        stamps = pd.read_parquet(folder, columns=["timestamp"])["timestamp"]
+    except (OSError, ValueError):  # nothing written yet, or a file being written
+        return 0
+    return int((stamps >= pd.Timestamp(since, unit="s", tz="UTC")).sum())
+
+
+def window(log_uri: str, model_name: str, config: dict, since: float, expected: int) -> tuple[dict, str]:
+    """The drift config and window end of a check of the rows logged since `since` (a Unix time): the window
+    starts there and ends once the servers' log writers have flushed the `expected` rows (waiting up to 30 s)."""
     from datetime import datetime, timezone
 
-    from components.drift import logic
-
     deadline = time.monotonic() + 30
-    while True:
-        now = datetime.now(timezone.utc)
-        window = {**config, "window_hours": (now.timestamp() - since) / 3600}
-        result, _, _ = logic.check(log_uri, settings.tracking_uri, settings.model_name, window, now=now)
-        if result["samples"] >= expected or time.monotonic() > deadline:
-            return result
+    while logged(log_uri, model_name, since) < expected and time.monotonic() < deadline:
         pause(0.5)
+    end = datetime.now(timezone.utc)
+    return {**config, "window_hours": (end.timestamp() - since) / 3600}, end.isoformat()
 
 
 def trained(label: str, run, record: Record, progress: Progress) -> str:
@@ -119,13 +126,19 @@ def trained(label: str, run, record: Record, progress: Progress) -> str:
     return version
 
 
-def said(label: str, result: dict, retraining: dict, record: Record, progress: Progress) -> None:
-    record.checks.append((label, result, retraining))
+def retraining_line(retraining: dict | None) -> str:
+    if retraining is None:
+        return "not due"
+    return f"submitted, request {retraining['run']}" if retraining["submitted"] else retraining["reason"]
+
+
+def said(label: str, run, record: Record, progress: Progress) -> None:
+    result = run.result
+    record.checks.append((label, result, run.retraining))
     top = ", ".join(f"{f} {result['scores'][f]:.2f}" for f in result["drifted_features"][:4])
     progress.say(f"drift check of version {result['model_version']}: {result['decision']}: {result['reason']}"
                  + (f" ({top}{', ...' if len(result['drifted_features']) > 4 else ''})" if top else ""))
-    progress.say("retraining: " + (f"submitted, run {retraining['run']}" if retraining["submitted"]
-                                   else retraining["reason"]))
+    progress.say(f"retraining: {retraining_line(run.retraining)}")
 
 
 def run_loop(home: Path, rows: int, switch: Switch, progress: Progress, record: Record, pipelines: Pipelines,
@@ -158,8 +171,9 @@ def run_loop(home: Path, rows: int, switch: Switch, progress: Progress, record: 
     live(progress, traffic, lambda: traffic.send(bodies(features(traffic_rows, SEED + 1), name, 1)))
     progress.next("drift check of the clean traffic")
     fresh = labelled(home, "training-drifted", rows, SEED + 3, DRIFT)  # labelled data the loop may retrain on
-    result = check(log_uri, settings, drift_config, clean_since, traffic.rows)
-    said("clean traffic", result, pipelines.run(retrain, result, fresh, settings, str(home))[0], record, progress)
+    config, end = window(log_uri, name, drift_config, clean_since, traffic.rows)
+    said("clean traffic", pipelines.run(drift_check, log_uri, settings, config, end, fresh, str(home)), record,
+         progress)
 
     # the drifted window starts after the last clean answer, and the check keeps only rows logged from then on
     time.sleep(0.05)
@@ -170,21 +184,24 @@ def run_loop(home: Path, rows: int, switch: Switch, progress: Progress, record: 
     served = traffic.rows
     live(progress, traffic, lambda: traffic.send(bodies(features(traffic_rows, SEED + 2, DRIFT), name, 2)))
     progress.next("drift check of the drifted traffic, retraining on fresh drifted labelled data when due")
-    result = check(log_uri, settings, drift_config, drifted_since, traffic.rows - served)
+    config, end = window(log_uri, name, drift_config, drifted_since, traffic.rows - served)
     stop = threading.Event()
     steady = bodies(features(2000, SEED + 4, DRIFT), name, 4)
     background = threading.Thread(target=traffic.send, args=(steady,), kwargs={"threads": 2, "stop": stop,
                                                                                "rate": BACKGROUND_RATE},
                                   name="demo-background-traffic", daemon=True)
     background.start()
-    ticker = progress.live(traffic, stop)
+    ticker = progress.live(traffic.counts, stop)
     try:
         progress.say(f"traffic goes on at {BACKGROUND_RATE} requests/s while the loop retrains")
-        retraining, run = pipelines.run(retrain, result, fresh, settings, str(home))
-        said("drifted traffic", result, retraining, record, progress)
-        if not retraining["submitted"]:
-            raise DemoError(f"retraining was not submitted: {retraining['reason']}")
-        v2 = trained("v2", run, record, progress)
+        run = pipelines.run(drift_check, log_uri, settings, config, end, fresh, str(home))
+        said("drifted traffic", run, record, progress)
+        if not (run.retraining or {}).get("submitted"):
+            raise DemoError(f"retraining was not submitted: {retraining_line(run.retraining)}")
+        (retrained,) = run.retrainings
+        if retrained.run is None:
+            raise DemoError(f"retraining {retrained.request} failed: {retrained.error}")
+        v2 = trained("v2", retrained.run, record, progress)
 
         progress.next("serve v2 without dropping a request: a second mlops serve, then the switch moves to it")
         switch.to(start_server(home, settings.tracking_uri, name, v2, log_uri, servers))
@@ -202,7 +219,7 @@ def run_loop(home: Path, rows: int, switch: Switch, progress: Progress, record: 
 
 def live(progress: Progress, traffic: Traffic, send) -> None:
     stop = threading.Event()
-    ticker = progress.live(traffic, stop)
+    ticker = progress.live(traffic.counts, stop)
     try:
         send()
     finally:
@@ -239,8 +256,7 @@ def summary(home: Path, record: Record, traffic: Traffic | None, switch: Switch,
         top = ", ".join(f"{f} {result['scores'][f]:.2f}" for f in result["drifted_features"])
         lines.append(f"  {label}: version {result['model_version']}, {result['samples']:,} rows, {result['decision']}"
                      f", drifted share {result['drifted_share']:.2f}" + (f" ({top})" if top else ""))
-        outcome = f"submitted, run {retraining['run']}" if retraining["submitted"] else retraining["reason"]
-        lines.append(f"    retraining: {outcome}")
+        lines.append(f"    retraining: {retraining_line(retraining)}")
     if traffic is not None:
         by_version = ", ".join(f"version {v}: {n:,}" for v, n in sorted(switch.served.items()))
         lines += ["", f"requests: {traffic.served:,} served ({by_version}), {traffic.failed:,} failed, "

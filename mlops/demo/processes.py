@@ -16,10 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from mlops.demo.traffic import Traffic
+from typing import Callable
 
 
 class DemoError(RuntimeError):
@@ -63,12 +60,13 @@ class Progress:
         self.step += 1
         self.say(f"step {self.step}/{self.steps}: {name}")
 
-    def live(self, traffic: "Traffic", stop: threading.Event) -> threading.Thread:
-        """A thread printing the request count every second (in place on a terminal, every 5 s otherwise)."""
+    def live(self, counts: Callable[[], str], stop: threading.Event) -> threading.Thread:
+        """A thread printing `counts()` (the requests so far) every second (in place on a terminal, every 5 s
+        otherwise)."""
         def run():
             last = None
             while not stop.wait(1.0 if self.tty else 5.0):
-                line = traffic.counts()
+                line = counts()
                 if line != last:
                     print(f"\r           {line}" if self.tty else f"           {line}", end="" if self.tty else "\n",
                           flush=True)

@@ -159,7 +159,7 @@ def features(rows: int, seed: int, drift: float = 0.0):
     """Requests' rows: the generator's transactions without the label (never the training rows)."""
     from mlops import datagen
 
-    return datagen.generate(rows, seed, drift).drop(columns=["is_fraud"])
+    return datagen.generate(rows, seed, drift).drop(columns=[datagen.LABEL])
 
 
 def bodies(frame, model_name: str, seed: int) -> list[tuple[int, bytes]]:

@@ -154,7 +154,9 @@ def test_drift_check_pipeline(tmp_path):
     assert set(tasks) == {"check-drift", "condition-1"} and tasks["check-drift"]["cachingOptions"] == {}
     assert tasks["condition-1"]["triggerPolicy"]["condition"] == \
         "inputs.parameter_values['pipelinechannel--check-drift-Output'] == 'retrain'"
-    (trigger,) = spec["components"]["comp-condition-1"]["dag"]["tasks"].values()
+    (given,) = spec["components"]["comp-condition-1"]["dag"]["tasks"].values()  # and only with data to train on
+    assert given["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--training_data_uri'] != ''"
+    (trigger,) = spec["components"]["comp-condition-2"]["dag"]["tasks"].values()
     assert trigger["componentRef"]["name"] == "comp-trigger-retraining" and trigger["cachingOptions"] == {}
     assert trigger["inputs"]["artifacts"]["drift_result"]["componentInputArtifact"] == \
         "pipelinechannel--check-drift-result"  # the check's result, passed into the condition
@@ -162,7 +164,7 @@ def test_drift_check_pipeline(tmp_path):
     assert params["drift_config"]["defaultValue"] == yaml.safe_load((ROOT / defaults.DRIFT).read_text())
     assert "defaultValue" not in params["log_uri"]
     assert set(spec["components"]["comp-check-drift"]["outputDefinitions"]["parameters"]) == {"Output"}  # decision
-    assert "training_parameters" in params and "pushgateway_url" in params
+    assert {"training_parameters", "pushgateway_url", "outbox_uri", "window_end"} <= set(params)
     executor = spec["deploymentSpec"]["executors"]["exec-check-drift"]["container"]
     assert executor["image"] == IMAGE and executor["resources"]["resourceMemoryLimit"]
     for step in ("check-drift", "trigger-retraining"):

@@ -77,7 +77,9 @@ def test_the_loop_leaves_its_history_in_the_registry(tmp_path):
     assert why["model_version"] == "1" and len(why["drifted_features"]) / 13 > 0.3
     assert all(score > 0.15 for score in why["drifted_features"].values())
     runs = sorted(p.name for p in (home / "pipeline_root").glob("training-*"))
-    assert len(runs) == 2 and client.get_registered_model("fraud-detection").tags[trigger.RUN] == runs[1]
+    request = client.get_registered_model("fraud-detection").tags[trigger.RUN]  # the outbox's request, settled
+    settled = json.loads((home / "outbox" / f"{request}.settled.json").read_text())
+    assert len(runs) == 2 and (settled["status"], settled["run"]) == ("succeeded", runs[1])
 
     assert re.search(r"clean traffic: version 1, 1,100 rows, no_drift", out), out
     assert re.search(r"drifted traffic: version 1, 1,100 rows, retrain", out), out

@@ -1,4 +1,5 @@
 """Drift scoring on constructed data: the guide's rule, edge cases, the window and the production version."""
+import time
 import warnings
 from datetime import datetime, timezone
 
@@ -171,3 +172,25 @@ def test_numeric_bin_counts_equal_numpy_searchsorted(edges, chunks):
     expected = np.bincount(idx, minlength=len(edges) + 2)
     got = logic.current_counts(column, {"kind": "numeric", "edges": edges})
     assert got.tolist() == expected.tolist()
+
+
+def test_a_window_end_keeps_the_rows_logged_up_to_it(tmp_path):
+    writer = InferenceLogger(str(tmp_path / "log"), "fraud", flush_seconds=0.05)
+    writer.log(frame(300, 1), np.zeros(300, dtype=int), np.zeros(300), "3", "stable", ["r"] * 300)
+    writer.close()
+    end = datetime.now(timezone.utc)
+    time.sleep(0.01)  # the log's times are in milliseconds
+    writer = InferenceLogger(str(tmp_path / "log"), "fraud", flush_seconds=0.05)
+    writer.log(frame(200, 2), np.zeros(200, dtype=int), np.zeros(200), "3", "stable", ["r"] * 200)
+    writer.close()
+    read = inference_log.read_log
+    assert read(str(tmp_path / "log"), "fraud", "3", KINDS, 1)[0].num_rows == 500
+    assert read(str(tmp_path / "log"), "fraud", "3", KINDS, 1, now=logic.window_end(end.isoformat()))[0].num_rows == 300
+    in_paris = end.astimezone(timezone(pd.Timedelta(hours=1).to_pytimedelta()))  # the same instant, another offset
+    assert read(str(tmp_path / "log"), "fraud", "3", KINDS, 1, now=in_paris)[0].num_rows == 300
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2026-01-31T12:00:00"])
+def test_a_window_end_needs_an_iso_time_with_its_offset(text):
+    with pytest.raises(logic.DriftError, match=f"window_end '{text}': expected an ISO 8601 time with a UTC offset"):
+        logic.window_end(text)
