@@ -8,7 +8,8 @@ times the check (read the window + score + decide) on one core, the libraries im
 check done straightforwardly: pandas reads every
 file, and per feature `scipy.stats.ks_2samp` against the training sample plus `numpy.histogram` PSI on the
 same quantile bin edges (value counts for categoricals). Prints each run and the medians: both times, the
-ratio, whether the drifted features agree, and the process's peak memory after our check. Targets: under 1.5 s, at least 10x, same verdicts, < 1 GB.
+ratio, whether the drifted features agree, and the process's peak memory after our check.
+Targets: under 1.5 s, at least 10x, same verdicts, < 1 GB.
 """
 from __future__ import annotations
 

@@ -187,7 +187,8 @@ def infer_positive_class(values, given=None):
     False/True; any other label values need it given."""
     found = sorted(pd.unique(pd.Series(values).dropna()).tolist(), key=str)
     if given is not None:
-        hits = [v for v in found if str(v) == str(given) or (isinstance(v, bool) and str(v).lower() == str(given).lower())]
+        hits = [v for v in found
+                if str(v) == str(given) or (isinstance(v, bool) and str(v).lower() == str(given).lower())]
         if not hits:
             raise ContractError(f"--positive-class {given!r} is not a value of the label; found {found}")
         value = hits[0]

@@ -155,7 +155,8 @@ class Rollouts:
                 if metric.get("phase") in ("Failed", "Error", "Inconclusive"):
                     last = (metric.get("measurements") or [{}])[-1]
                     found.append(f"{run['metadata']['name']}: metric {metric['name']} {metric['phase']}"
-                                 f" (value {last.get('value', 'none')}{', ' + metric['message'] if metric.get('message') else ''})")
+                                 f" (value {last.get('value', 'none')}"
+                                 f"{', ' + metric['message'] if metric.get('message') else ''})")
         return found
 
     def follow(self, done: Callable[[dict], bool], deadline: float, resource_version: str) -> dict | None:

@@ -110,7 +110,8 @@ def test_no_credentials_in_the_yaml(compiled):
         assert {m["envVar"] for m in secret["keyToEnv"]} >= {"MLFLOW_TRACKING_PASSWORD", "AWS_SECRET_ACCESS_KEY"}
     # every step that reads data, a schema file or the registry gets them (training reads schema_uri)
     reads = {f"exec-{name.removeprefix('comp-')}" for name, comp in spec["components"].items()
-             if {"data_uri", "schema_uri", "tracking_uri"} & set(comp.get("inputDefinitions", {}).get("parameters", {}))}
+             if {"data_uri", "schema_uri", "tracking_uri"}
+             & set(comp.get("inputDefinitions", {}).get("parameters", {}))}
     assert set(executors) == reads
     assert reads == {"exec-validate-data", "exec-train-model", "exec-evaluate-model", "exec-register-model",
                      "exec-deploy-model"}
@@ -126,7 +127,8 @@ def test_each_step_has_the_configured_resources(compiled):
         want = {key: str(value) for key, value in {**section["default"], **section.get(step, {})}.items()}
         got = executors[f"exec-{step}"]["container"]["resources"]
         assert {"cpu_request": got["resourceCpuRequest"], "cpu_limit": got["resourceCpuLimit"],
-                "memory_request": got["resourceMemoryRequest"], "memory_limit": got["resourceMemoryLimit"]} == want, step
+                "memory_request": got["resourceMemoryRequest"],
+                "memory_limit": got["resourceMemoryLimit"]} == want, step
     train = executors["exec-train-model"]["container"]["resources"]
     gate = executors["exec-quality-gate"]["container"]["resources"]
     assert train["cpuLimit"] > gate["cpuLimit"] and train["memoryLimit"] > gate["memoryLimit"]

@@ -28,7 +28,8 @@ def steps(tmp_path_factory, transactions, mlflow_server):
     dataio.write_table(transactions, str(data))
     out = {name: art(cls, tmp, name) for name, cls in [
         ("validated", Dataset), ("report", Markdown), ("failure_cases", Artifact), ("model", Model),
-        ("holdout", Dataset), ("train_metrics", Metrics), ("importances", Artifact), ("reference_profile", Artifact), ("metrics", Metrics),
+        ("holdout", Dataset), ("train_metrics", Metrics), ("importances", Artifact), ("reference_profile", Artifact),
+        ("metrics", Metrics),
         ("classification", ClassificationMetrics), ("comparison", Markdown), ("evaluation", Artifact),
         ("gate_md", Markdown), ("gate_report", Artifact)]}
     out["validate"] = validate_data.python_func(data_uri=str(data), schema_uri=str(SCHEMA), validated=out["validated"],
@@ -38,7 +39,8 @@ def steps(tmp_path_factory, transactions, mlflow_server):
                                            train_metrics=out["train_metrics"], importances=out["importances"],
                                            reference_profile=out["reference_profile"])
     evaluate_model.python_func(model=out["model"], holdout=out["holdout"], importances=out["importances"],
-                               model_sha256=out["train"][0], schema_uri=str(SCHEMA), tracking_uri=mlflow_server, model_name="nothing-here",
+                               model_sha256=out["train"][0], schema_uri=str(SCHEMA), tracking_uri=mlflow_server,
+                               model_name="nothing-here",
                                baseline_metrics={"roc_auc": 0.5}, quality_gates=defaults.load().quality_gates,
                                metrics=out["metrics"],
                                classification=out["classification"], comparison=out["comparison"],

@@ -44,7 +44,8 @@ def test_drift_submits_one_retraining_tagged_with_its_reason(mlflow_server, tmp_
     assert v1.deployment["outcome"] == "promoted", v1.log.read_text()[-3000:]
 
     drift = replace(defaults.load_drift(root=ROOT), tracking_uri=mlflow_server, model_name=MODEL)
-    parameters = {"drift_config": {**drift.config, "min_samples": 1000}, "training_data_uri": str(tmp_path / "new.parquet"),
+    parameters = {"drift_config": {**drift.config, "min_samples": 1000},
+                  "training_data_uri": str(tmp_path / "new.parquet"),
                   "training_parameters": {"training_config": TRAINING, "quality_gates": GATES}}
     log_traffic(log_uri, "1", 1200, seed=3)
     first = local.run_drift_check(log_uri, drift, home, parameters)

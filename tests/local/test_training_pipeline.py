@@ -123,7 +123,6 @@ def test_data_breaking_the_contract_fails_at_validation(workspace):
 
 
 def test_gate_failure_against_production_registers_nothing(workspace):
-    client = workspace["client"]
     gates = yaml.safe_load((workspace["tmp"] / "gates.yaml").read_text())
     gates["metrics"]["roc_auc"]["minimum"] = 0.9999
     (workspace["tmp"] / "strict.yaml").write_text(yaml.safe_dump(gates))

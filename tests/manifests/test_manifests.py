@@ -288,7 +288,8 @@ def test_role_names_the_workload_the_deploy_step_follows(rendered):
 def test_role_binding_ties_the_runner_account_to_its_role(rendered):
     namespace = one(rendered, "Namespace")["metadata"]["name"]
     binding = one(rendered, "RoleBinding", "mlops-pipeline-runner")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "mlops-pipeline-runner"}
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "mlops-pipeline-runner"}
     assert {"kind": "ServiceAccount", "name": "mlops-pipeline-runner", "namespace": namespace} in binding["subjects"]
     one(rendered, "ServiceAccount", "mlops-pipeline-runner")
 

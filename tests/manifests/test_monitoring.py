@@ -164,7 +164,8 @@ CASES = {
                          [("ModelRolloutDegraded", {"name": "fraud-detection"})]),
     "retraining due, submitted": (traffic() + drift_check(due=1, failed=0), [DUE]),
     "retraining due, submission failed": (traffic() + drift_check(due=1, failed=1),
-                                          [DUE, ("ModelDriftRetrainingSubmissionFailed", {"model": "fraud-detection"})]),
+                                          [DUE, ("ModelDriftRetrainingSubmissionFailed",
+                                                 {"model": "fraud-detection"})]),
     # the submission failed an hour ago; the drift has gone since: nothing left to submit
     "failed submission, drift gone": (traffic() + drift_check(due=0, failed=1), []),
     "drift check stopped 3 h ago": (traffic() + drift_check(pushed=f"-10800x{MINUTES}"), [NOT_RUNNING]),

@@ -229,7 +229,8 @@ READER, WRITER = "mlops-registry-reader", "mlops-inference-log-writer"
 
 def secret_refs(container: dict) -> list[dict]:
     refs = [e["secretRef"] for e in container.get("envFrom", []) if "secretRef" in e]
-    refs += [e["valueFrom"]["secretKeyRef"] for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})]
+    refs += [e["valueFrom"]["secretKeyRef"] for e in container.get("env", [])
+             if "secretKeyRef" in e.get("valueFrom", {})]
     return refs
 
 

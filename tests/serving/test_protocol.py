@@ -37,7 +37,8 @@ class Held:
         if serving_app.is_prediction(scope):
             while not self.release.is_set():
                 await asyncio.sleep(0.01)
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")]})
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain"), (b"content-length", b"2")]})
         await send({"type": "http.response.body", "body": b"ok"})
 
 

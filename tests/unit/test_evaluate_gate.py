@@ -88,7 +88,8 @@ def test_slice_metrics_and_recall_gap(contract):
     rows = {s["value"]: s for s in table}
     assert (rows["a"]["recall"], rows["b"]["recall"], rows["c"]["recall"]) == (1.0, 0.5, 0.0)
     assert rows["c"]["gated"] is False and rows["a"]["gated"] and rows["b"]["precision"] == 1.0
-    assert rows["c"]["precision"] is None and rows["c"]["missing"]["precision"] == "not computed: no row predicted positive"
+    assert (rows["c"]["precision"] is None
+            and rows["c"]["missing"]["precision"] == "not computed: no row predicted positive")
     overall = 30 / 50
     gap, reason = ev.max_slice_recall_gap(overall, table, slices)
     assert gap == pytest.approx(overall - 0.5) and reason is None  # c (50 rows) is reported, not gated
@@ -147,8 +148,9 @@ def test_production_model_is_the_baseline_scored_with_its_own_contract(trained, 
                      importances={"amount": 1.0})
     base = ev.choose_baseline(lambda: champ, trained.holdout, contract, {"roc_auc": 0.5})
     assert base.source == "production v3" and base.importances == {"amount": 1.0} and base.error is None
-    own = ev.classification_metrics(ev.is_positive(trained.holdout["is_fraud"], contract), trained.pipeline.predict_proba(
-        trained.holdout[contract.feature_columns])[:, 1])[0]
+    own = ev.classification_metrics(
+        ev.is_positive(trained.holdout["is_fraud"], contract),
+        trained.pipeline.predict_proba(trained.holdout[contract.feature_columns])[:, 1])[0]
     assert base.metrics["roc_auc"] == pytest.approx(own["roc_auc"])
     assert {"latency_p95_ms", "memory_mb", "max_slice_recall_gap"} <= set(base.metrics)
     without = trained.holdout.drop(columns=["channel"])  # the schema moved on: not comparable
@@ -255,7 +257,8 @@ def test_gates_fail_closed():
                                                     "feature_importance_stability": None},
                                                    production_model=True, error="could not be loaded: X"))
     rows = {r["metric"]: r for r in result.rows}
-    assert rows["roc_auc"]["verdict"] == "fail" and "no baseline value: could not be loaded: X" in rows["roc_auc"]["reason"]
+    assert (rows["roc_auc"]["verdict"] == "fail"
+            and "no baseline value: could not be loaded: X" in rows["roc_auc"]["reason"])
     assert rows["latency_p95_ms"]["verdict"] == "pass"  # needs no baseline
     assert "n/a" in result.failures()
 

@@ -91,7 +91,8 @@ def test_bad_training_config(change, message):
 
 def test_whole_floats_from_kfp_become_ints():
     config = logic.check_config({**FAST, "params": {"max_iter": 200.0}, "seed": 42.0,
-                                 "tuning": {**FAST["tuning"], "cv": 3.0, "param_grid": {"max_leaf_nodes": [7.0, 15.0]}}})
+                                 "tuning": {**FAST["tuning"], "cv": 3.0,
+                                            "param_grid": {"max_leaf_nodes": [7.0, 15.0]}}})
     assert config["params"]["max_iter"] == 200 and isinstance(config["seed"], int)
     assert isinstance(config["tuning"]["cv"], int) and config["tuning"]["param_grid"]["max_leaf_nodes"] == [7, 15]
 
