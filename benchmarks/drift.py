@@ -31,8 +31,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from components.profile import build_profile, write_profile  # noqa: E402
 from components.drift import inference_log, logic  # noqa: E402
+from components.profile import build_profile, write_profile  # noqa: E402
 
 KINDS = {**{f"n{i}": "numeric" for i in range(20)}, **{f"c{i}": "categorical" for i in range(6)},
          **{f"b{i}": "boolean" for i in range(4)}}

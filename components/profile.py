@@ -61,17 +61,17 @@ def write_profile(profile: dict, path: str) -> str:
     return profile_sha256(data)
 
 
-def read_profile(tracking_uri: str, model_name: str, alias: str = "production") -> tuple[str, dict]:
+def read_profile(tracking_uri: str, model_name: str, alias: str = "production",
+                 registry_uri: str = "") -> tuple[str, dict]:
     """(version behind `alias`, its reference profile), the profile's bytes checked against the version's tag."""
     import mlflow.artifacts
-    from mlflow import MlflowClient
 
-    from components.registry import version_by_alias
+    from components.registry import client, resolve_registry_uri, version_by_alias
 
-    client = MlflowClient(tracking_uri)
-    mv = version_by_alias(client, model_name, alias)
+    where = resolve_registry_uri(tracking_uri, registry_uri)
+    mv = version_by_alias(client(tracking_uri, where), model_name, alias)
     if mv is None:
-        raise ProfileError(f"model {model_name!r} has no {alias} version at {tracking_uri}: nothing to compare")
+        raise ProfileError(f"model {model_name!r} has no {alias} version at {where}: nothing to compare")
     expected = mv.tags.get(PROFILE_TAG)
     if not expected or not mv.run_id:
         raise ProfileError(f"model {model_name!r} version {mv.version} has no reference profile ({PROFILE_TAG} "

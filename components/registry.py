@@ -6,6 +6,7 @@ sha256 of the model file's bytes as registered: every load (components.modelfile
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from mlflow import MlflowClient
@@ -15,6 +16,30 @@ from components.contract import Contract
 from components.modelfile import ModelIntegrityError, load_model
 
 IMPORTANCES_ARTIFACT = "feature_importances.json"
+REGISTRY_ENV = "MLFLOW_REGISTRY_URI"
+
+
+class RegistryUriError(ValueError):
+    """MLFLOW_REGISTRY_URI names another registry than the one the run was told to use."""
+
+
+def resolve_registry_uri(tracking_uri: str, registry_uri: str = "") -> str:
+    """The one rule for where the registry is: `registry_uri` when given, else the tracking URI. An
+    MLFLOW_REGISTRY_URI that differs from the tracking URI, with no `registry_uri` given, is an error naming both
+    (MLflow would otherwise send every registry call there, silently)."""
+    if registry_uri:
+        return registry_uri
+    env = os.environ.get(REGISTRY_ENV)
+    if env and env != tracking_uri:
+        raise RegistryUriError(f"{REGISTRY_ENV} is {env!r}, another registry than the tracking URI {tracking_uri!r} "
+                               f"this run uses as its registry: give --registry-uri {env} (pipeline parameter "
+                               f"registry_uri) to use it, or unset {REGISTRY_ENV}")
+    return tracking_uri
+
+
+def client(tracking_uri: str, registry_uri: str = "") -> MlflowClient:
+    """An MlflowClient on `tracking_uri` whose registry is `resolve_registry_uri(tracking_uri, registry_uri)`."""
+    return MlflowClient(tracking_uri, registry_uri=resolve_registry_uri(tracking_uri, registry_uri))
 
 
 @dataclass
@@ -59,19 +84,19 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
         return client.get_experiment_by_name(name).experiment_id
 
 
-def champion(tracking_uri: str, name: str, alias: str = "production") -> Champion | None:
+def champion(tracking_uri: str, name: str, alias: str = "production", registry_uri: str = "") -> Champion | None:
     """Load the model behind `alias` with its contract and feature importances, or None if there is none."""
     import mlflow.artifacts
 
     from components import contract
 
-    client = MlflowClient(tracking_uri)
-    mv = version_by_alias(client, name, alias)
+    registry = client(tracking_uri, registry_uri)
+    mv = version_by_alias(registry, name, alias)
     if mv is None:
         return None
     mlflow.set_tracking_uri(tracking_uri)
-    folder = mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}")
-    model = load_model(folder, registered_sha256(client, name, str(mv.version)))
+    folder = mlflow.artifacts.download_artifacts(registry.get_model_version_download_uri(name, mv.version))
+    model = load_model(folder, registered_sha256(registry, name, str(mv.version)))
     spec = contract.load(f"{folder}/{contract.MODEL_FILE}")
     importances = importances_error = None
     if mv.run_id:

@@ -161,19 +161,21 @@ def run_drift_check(log_uri: str, settings: config_defaults.DriftDefaults, home:
     cooldown_hours, training_parameters, ...)."""
     from pipelines import drift_check
 
-    arguments = {"log_uri": log_uri, "tracking_uri": settings.tracking_uri, "model_name": settings.model_name,
+    arguments = {"log_uri": log_uri, "tracking_uri": settings.tracking_uri, "registry_uri": settings.registry_uri,
+                 "model_name": settings.model_name,
                  "drift_config": settings.config, "outbox_uri": str(home.resolve() / "outbox"), **(parameters or {})}
     run_dir, log, seconds = _run(drift_check.build(settings), drift_check.NAME, arguments, home.resolve())
-    if training is None:
+    box = outbox(home, float(arguments.get("cooldown_hours", 6.0)))
+    if training is None and box.pending():  # the configs of record, read only when there is a request
         training = config_defaults.for_local_runs(config_defaults.load(root=config_defaults.SOURCE))
-    retrainings = retrain(outbox(home, float(arguments.get("cooldown_hours", 6.0))), training, home)
+    retrainings = retrain(box, training, home)
     return DriftCheckRun(run_dir=run_dir, log=log, seconds=seconds, steps=step_seconds(log),
                          result=_read_json(run_dir / "check-drift" / "result"),
                          retraining=_read_json(run_dir / "trigger-retraining" / "retraining"),
                          retrainings=retrainings)
 
 
-def retrain(box: Outbox, settings: config_defaults.TrainingDefaults, home: Path) -> list[Retraining]:
+def retrain(box: Outbox, settings: config_defaults.TrainingDefaults | None, home: Path) -> list[Retraining]:
     """Carry out the outbox: claims abandoned by a runner that died are reported as failed (loudly), then each
     pending request runs as a local training run and is settled. A request's parameters that are training
     settings (tracking_uri, model_name, training_config, quality_gates, ...) replace those of `settings`; the
@@ -182,10 +184,10 @@ def retrain(box: Outbox, settings: config_defaults.TrainingDefaults, home: Path)
     for doc in box.abandoned():
         print(f"mlops: retraining {doc['id']} failed: {doc['error']}", file=sys.stderr)
         done.append(Retraining(doc["id"], "failed", None, doc["error"]))
-    names = {f.name for f in fields(settings)}
     for request in box.claim():
         arguments = dict(request.parameters)
         data_uri = arguments.pop("data_uri")
+        names = {f.name for f in fields(settings)}
         changed = replace(settings, **{k: arguments.pop(k) for k in list(arguments) if k in names})
         try:
             run = run_training(data_uri, changed, home, commit=request.commit, parameters=arguments)
@@ -227,10 +229,11 @@ def summary(run: TrainingRun, data_uri: str, settings: config_defaults.TrainingD
                          + (f"; version {dep['previous_production']} archived"
                             if dep["outcome"] == "promoted" and dep["previous_production"] not in (None, dep["version"])
                             else ""))
-        uri = settings.tracking_uri
+        uri, registry = settings.tracking_uri, settings.registry_uri or settings.tracking_uri
         if uri.startswith("sqlite:"):
             mlflow_ui = Path(sys.executable).parent / "mlflow"
-            lines += [f"MLflow UI:  {mlflow_ui} ui --backend-store-uri {uri} --port 5000",
+            store = f" --registry-store-uri {registry}" if registry != uri else ""
+            lines += [f"MLflow UI:  {mlflow_ui} ui --backend-store-uri {uri}{store} --port 5000",
                       f"            then open http://127.0.0.1:5000/#/models/{reg['name']}/versions/{reg['version']}"]
         else:
             lines.append(f"MLflow UI:  {uri.rstrip('/')}/#/models/{reg['name']}/versions/{reg['version']}")

@@ -1,4 +1,5 @@
-"""The defaults of record in configs/, checked and shaped into pipeline parameter defaults."""
+"""The defaults of record in configs/, checked and shaped into pipeline parameter defaults: each loader reads
+the files and sections its pipeline needs, and no more."""
 from __future__ import annotations
 
 import re
@@ -13,6 +14,7 @@ from components.drift.logic import check_config as check_drift_config
 from components.gates import GateConfigError, check_gates
 from components.metrics import METRICS
 from components.numbers import finite_number
+from components.source import SOURCE  # the source tree: configs/, schemas/
 from components.train.logic import TrainingConfigError, check_config
 
 CONFIG = "configs/production.yaml"
@@ -21,7 +23,10 @@ BASELINE = "configs/baseline_metrics.yaml"
 DRIFT = "configs/drift.yaml"
 
 
-SOURCE = Path(__file__).resolve().parents[1]  # the source tree: configs/, schemas/
+def absolute(uri: str, root: str | Path = ".") -> str:
+    """The one rule for local paths a step is given (steps run in other folders): relative to `root`, made
+    absolute; URLs as they are."""
+    return uri if "://" in uri else str(Path(root, uri).resolve())
 
 
 def for_local_runs(settings: "TrainingDefaults", **changes) -> "TrainingDefaults":
@@ -29,8 +34,7 @@ def for_local_runs(settings: "TrainingDefaults", **changes) -> "TrainingDefaults
     absolute against the source tree, deployment target local, and `changes`."""
     from dataclasses import replace
 
-    schema = settings.schema_uri if "://" in settings.schema_uri else str(SOURCE / settings.schema_uri)
-    return replace(settings, schema_uri=schema, deployment_target="local", **changes)
+    return replace(settings, schema_uri=absolute(settings.schema_uri, SOURCE), deployment_target="local", **changes)
 
 
 class ConfigError(ValueError):
@@ -148,6 +152,7 @@ class TrainingDefaults:
     timeout_minutes: float
     resources: dict  # step -> CPU/memory requests and limits, set on the tasks at compile time
     profile_bins: int  # quantile bins of the reference profile (configs/drift.yaml `bins`), set at compile time
+    registry_uri: str = ""  # the model registry; "": the tracking URI (components.registry.resolve_registry_uri)
 
     def as_arguments(self) -> dict:
         """The pipeline's parameters (resources and profile bins are not parameters)."""
@@ -160,13 +165,17 @@ class DriftDefaults:
     model_name: str
     config: dict  # checked configs/drift.yaml
     resources: dict
+    registry_uri: str = ""  # the model registry; "": the tracking URI
 
 
 def load_drift(drift: str | Path = DRIFT, config: str | Path = CONFIG, root: str | Path = ".") -> DriftDefaults:
-    """The drift check's settings: configs/drift.yaml, and the registry and resources of the training config."""
-    training = load(config=config, drift=drift, root=root)
-    return DriftDefaults(tracking_uri=training.tracking_uri, model_name=training.model_name,
-                         config=read_drift(Path(root, drift)), resources=training.resources)
+    """The drift check's settings: configs/drift.yaml, and the registry and resources sections of the training
+    config (its training, deploy and gates are not read)."""
+    config = Path(root, config)
+    doc = read_yaml(config)
+    registry = _section(doc, config, "registry", {"tracking_uri", "model_name"})
+    return DriftDefaults(tracking_uri=registry["tracking_uri"], model_name=registry["model_name"],
+                         config=read_drift(Path(root, drift)), resources=check_resources(doc.get("resources"), config))
 
 
 def read_drift(path: str | Path) -> dict:

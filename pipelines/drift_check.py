@@ -24,6 +24,7 @@ def build(defaults: DriftDefaults, image: str = DEFAULT_IMAGE):
     def drift_check(
         log_uri: str,
         tracking_uri: str = defaults.tracking_uri,
+        registry_uri: str = defaults.registry_uri,
         model_name: str = defaults.model_name,
         drift_config: dict = defaults.config,
         pushgateway_url: str = "",
@@ -37,13 +38,15 @@ def build(defaults: DriftDefaults, image: str = DEFAULT_IMAGE):
         cooldown_hours: float = 6.0,
         training_parameters: dict = {},
     ):
-        check = check_op(log_uri=log_uri, tracking_uri=tracking_uri, model_name=model_name,
+        check = check_op(log_uri=log_uri, tracking_uri=tracking_uri, registry_uri=registry_uri,
+                         model_name=model_name,
                          drift_config=drift_config, pushgateway_url=pushgateway_url,
                          window_end=window_end).set_display_name("Check drift")
         # a new log every hour under the same URI, and a push: never answered from the cache
         with dsl.If(check.outputs["Output"] == "retrain", name="retraining-due"):
             with dsl.If(training_data_uri != "", name="training-data-given"):
                 trigger = trigger_op(drift_result=check.outputs["result"], tracking_uri=tracking_uri,
+                                     registry_uri=registry_uri,
                                      model_name=model_name, training_data_uri=training_data_uri, kfp_host=kfp_host,
                                      kfp_namespace=kfp_namespace, experiment_name=experiment_name,
                                      service_account=service_account, outbox_uri=outbox_uri,

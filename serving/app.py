@@ -5,9 +5,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import threading
 import time
-import random
 from pathlib import Path
 
 import orjson

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, fields
 
-
 # Set by serving.server for its workers: a folder holding one file per worker whose model is loaded.
 READY_DIR_ENV = "MLOPS_READY_DIR"
 

@@ -7,6 +7,7 @@ from components.image import component
 @component
 def deploy_model(
     tracking_uri: str,
+    registry_uri: str,
     model_name: str,
     model_version: str,
     deployment_target: str,
@@ -30,7 +31,8 @@ def deploy_model(
     result = logic.deploy(tracking_uri, model_name, model_version, deployment_target, namespace=namespace,
                           rollout=rollout_name, timeout_seconds=timeout_minutes * 60 or None,
                           online=online.online_of(quality_gates, "quality_gates parameter"),
-                          pipeline_run=pipeline_run_id, output_dir=deployment.path)
+                          pipeline_run=pipeline_run_id, output_dir=deployment.path,
+                          registry_uri=registry_uri)
     deployment.metadata.update(result.to_dict())
     with open(os.path.join(deployment.path, "deployment.json"), "w") as fh:
         json.dump(result.to_dict(), fh, indent=2)

@@ -20,7 +20,7 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from components import lifecycle
+from components import lifecycle, registry
 from components.deploy import TARGETS, kube
 from components.deploy.online import analysis_args
 
@@ -76,14 +76,14 @@ def _promote(client, name: str, version: str, previous: str | None, reason: str,
 def deploy(tracking_uri: str, name: str, version: str, target: str, *, namespace: str = "mlops",
            rollout: str = "fraud-detection", timeout_seconds: float | None = None, online: dict | None,
            pipeline_run: str = "", force: bool = False, output_dir: str | None = None,
-           api=None) -> DeployResult:
+           api=None, registry_uri: str = "") -> DeployResult:
     """Deploy `name` version `version` to `target`; see the module docstring. `online` is the checked
     online section of the gates file (components.deploy.online), passed to the canary's analysis (the
     cluster targets need it; `local` renders the analysis arguments only when it is given). Without
     a timeout, the rollout may take as long as the Rollout's own pauses and analyses plus a margin."""
     if target not in TARGETS:
         raise DeployError(f"unknown deployment target {target!r}; targets: {list(TARGETS)}")
-    client = MlflowClient(tracking_uri)
+    client = registry.client(tracking_uri, registry_uri)
     version = str(version)
     mv = _version(client, name, version)
     previous = lifecycle.aliased_version(client, name, "production")

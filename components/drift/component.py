@@ -8,6 +8,7 @@ from components.image import component
 def check_drift(
     log_uri: str,
     tracking_uri: str,
+    registry_uri: str,
     model_name: str,
     drift_config: dict,
     pushgateway_url: str,
@@ -29,7 +30,8 @@ def check_drift(
 
     config = logic.check_config(drift_config, "drift_config")
     outcome, detail, profile = logic.check(log_uri, tracking_uri, model_name, config, now=logic.window_end(window_end),
-                                           pushgateway_url=pushgateway_url or os.environ.get("PUSHGATEWAY_URL"))
+                                           pushgateway_url=pushgateway_url or os.environ.get("PUSHGATEWAY_URL"),
+                                           registry_uri=registry_uri)
     for feature, value in outcome["scores"].items():
         metrics.log_metric(f"psi.{feature}", value)
     metrics.log_metric("samples", outcome["samples"])

@@ -178,10 +178,10 @@ def window_end(text: str) -> datetime | None:
 
 
 def check(log_uri: str, tracking_uri: str, model_name: str, config: dict, now: datetime | None = None,
-          pushgateway_url: str | None = None) -> tuple[dict, dict, dict]:
+          pushgateway_url: str | None = None, registry_uri: str = "") -> tuple[dict, dict, dict]:
     """One drift check of the production model: (result, per-feature detail, profile)."""
     try:
-        version, profile = read_profile(tracking_uri, model_name)
+        version, profile = read_profile(tracking_uri, model_name, registry_uri=registry_uri)
     except ProfileError as exc:
         raise DriftError(str(exc)) from exc
     kinds = {f: s["kind"] for f, s in profile["features"].items()}

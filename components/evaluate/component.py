@@ -12,6 +12,7 @@ def evaluate_model(
     model_sha256: str,
     schema_uri: str,
     tracking_uri: str,
+    registry_uri: str,
     model_name: str,
     baseline_metrics: dict,
     quality_gates: dict,
@@ -29,13 +30,14 @@ def evaluate_model(
     from components.evaluate import logic
     from components.gates import check_gates
 
+    registry_uri = registry.resolve_registry_uri(tracking_uri, registry_uri)  # a wrong one fails here, loudly
     spec = contract.load(schema_uri)
     slices = check_gates(quality_gates, "quality_gates parameter").slices
     frame = dataio.read_table(holdout.path)
     with open(importances.path) as fh:
         candidate_importances = json.load(fh)
-    baseline = logic.choose_baseline(lambda: registry.champion(tracking_uri, model_name), frame, spec,
-                                     baseline_metrics, slices)
+    baseline = logic.choose_baseline(lambda: registry.champion(tracking_uri, model_name, registry_uri=registry_uri),
+                                     frame, spec, baseline_metrics, slices)
     # the candidate too is loaded only as saved: skops, bytes checked against what train_model recorded
     result = logic.evaluate(modelfile.load_model(model.path, model_sha256), model.path, frame, spec,
                             candidate_importances, baseline, slices)

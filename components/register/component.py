@@ -13,6 +13,7 @@ def register_model(
     reference_profile: Input[Artifact],
     schema_uri: str,
     tracking_uri: str,
+    registry_uri: str,
     model_name: str,
     training_config: dict,
     data_sha256: str,
@@ -44,7 +45,8 @@ def register_model(
     result = logic.register(tracking_uri, model_name, model.path, lineage,
                             metrics=loaded["evaluation"]["metrics"], config=training_config,
                             importances=loaded["importances"], gate_report=loaded["gate_report"],
-                            evaluation=loaded["evaluation"], reference_profile=reference_profile.path)
+                            evaluation=loaded["evaluation"], reference_profile=reference_profile.path,
+                            registry_uri=registry_uri)
     registration.metadata.update(result.to_dict())
     with open(registration.path, "w") as fh:
         json.dump(result.to_dict(), fh, indent=2)

@@ -20,7 +20,7 @@ from mlflow.entities import Metric, Param
 from mlflow.entities.model_registry.model_version_status import ModelVersionStatus
 from mlflow.exceptions import MlflowException
 
-from components import lifecycle
+from components import lifecycle, registry
 from components.modelfile import MODEL_FILE, file_sha256
 from components.profile import PROFILE_FILE, PROFILE_TAG, profile_sha256
 from components.registry import IMPORTANCES_ARTIFACT, ensure_experiment
@@ -136,10 +136,10 @@ def _winner(client: MlflowClient, name: str, content: str, timeout: float):
 
 def register(tracking_uri: str, name: str, model_dir: str, lineage: dict[str, str], metrics: dict,
              config: dict, importances: dict, gate_report: dict, evaluation: dict, reference_profile: str,
-             ready_timeout: float = 300.0) -> Registration:
+             ready_timeout: float = 300.0, registry_uri: str = "") -> Registration:
     """Register `model_dir` under `name` (or find it registered) and point `staged` at it once READY; the
     reference profile file lands beside the model as reference_profile.json, its hash in a version tag."""
-    client = MlflowClient(tracking_uri)
+    client = registry.client(tracking_uri, registry_uri)
     content = content_hash(model_dir)
     digest = file_sha256(Path(model_dir) / MODEL_FILE)  # the bytes every load is checked against
     existing = _versions_with(client, name, content)

@@ -8,6 +8,7 @@ from components.image import component
 def trigger_retraining(
     drift_result: Input[Artifact],
     tracking_uri: str,
+    registry_uri: str,
     model_name: str,
     training_data_uri: str,
     kfp_host: str,
@@ -32,7 +33,8 @@ def trigger_retraining(
 
     with open(drift_result.path) as fh:
         result = json.load(fh)
-    outcome = submit.run_in_child(result=result, tracking_uri=tracking_uri, model_name=model_name,
+    outcome = submit.run_in_child(result=result, tracking_uri=tracking_uri, registry_uri=registry_uri,
+                                  model_name=model_name,
                                   training_data_uri=training_data_uri, kfp_host=kfp_host, kfp_namespace=kfp_namespace,
                                   experiment_name=experiment_name, service_account=service_account,
                                   outbox_uri=outbox_uri, cooldown_hours=cooldown_hours, drift_run_id=drift_run_id,

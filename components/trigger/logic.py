@@ -11,8 +11,7 @@ import time
 from datetime import datetime, timezone
 from typing import Callable
 
-from mlflow import MlflowClient
-
+from components import registry
 from components.dataio import read_table_and_sha256
 from components.registry import version_by_alias
 
@@ -56,7 +55,7 @@ def _pending(tags: dict, status: Callable[[str], str], cooldown_hours: float, no
 def trigger(result: dict, *, tracking_uri: str, model_name: str, training_data_uri: str,
             submit: Callable[[dict], str], status: Callable[[str], str], cooldown_hours: float = 6,
             drift_run_id: str = "", training_parameters: dict | None = None, pushgateway_url: str | None = None,
-            now: Callable[[], float] = time.time) -> dict:
+            now: Callable[[], float] = time.time, registry_uri: str = "") -> dict:
     """`{"submitted": true, "run": id}`, or `{"submitted": false, "reason": ...}` (plus `"error"` when the
     submission itself failed). `submit(parameters)` starts a training run and returns its id;
     `status(run_id)` says how a run submitted earlier is doing ("running", "succeeded", "failed", ...).
@@ -67,8 +66,8 @@ def trigger(result: dict, *, tracking_uri: str, model_name: str, training_data_u
     if decision != "retrain":
         return {"submitted": False, "reason": f"decision is {decision!r}: no retraining due"}
     try:
-        outcome = _trigger(result, tracking_uri, model_name, training_data_uri, submit, status, cooldown_hours,
-                           drift_run_id, training_parameters or {}, now)
+        outcome = _trigger(result, registry.client(tracking_uri, registry_uri), model_name, training_data_uri, submit,
+                           status, cooldown_hours, drift_run_id, training_parameters or {}, now)
     except Exception as exc:  # the step fails, and the alert learns that the due retraining was not submitted
         if pushgateway_url:
             push(pushgateway_url, model_name, {"submitted": False, "error": f"{type(exc).__name__}: {exc}"}, now)
@@ -78,9 +77,8 @@ def trigger(result: dict, *, tracking_uri: str, model_name: str, training_data_u
     return outcome
 
 
-def _trigger(result: dict, tracking_uri: str, model_name: str, training_data_uri: str, submit, status,
+def _trigger(result: dict, client, model_name: str, training_data_uri: str, submit, status,
              cooldown_hours: float, drift_run_id: str, training_parameters: dict, now) -> dict:
-    client = MlflowClient(tracking_uri)
     production = version_by_alias(client, model_name, "production")
     if production is None:
         raise TriggerError(f"model {model_name!r} has no production version: nothing to compare drift with")

@@ -111,6 +111,10 @@ class Outbox:
             self.warnings.append(why)
         return why
 
+    def pending(self) -> bool:
+        """Whether a request waits to be claimed."""
+        return any(self.folder.glob("*.pending.json"))
+
     def claim(self) -> list[Request]:
         """Take every pending request (oldest first): each one renamed to claimed, by this runner alone."""
         taken = []

@@ -32,9 +32,10 @@ def submitter(kfp_host: str = "", kfp_namespace: str = "", experiment_name: str 
                        "from)")
 
 
-def run(result: dict, *, tracking_uri: str, model_name: str, training_data_uri: str, kfp_host: str = "",
-        kfp_namespace: str = "", experiment_name: str = "", service_account: str = "", outbox_uri: str = "",
-        cooldown_hours: float = 6.0, training_parameters: dict | None = None, **trigger_arguments) -> dict:
+def run(result: dict, *, tracking_uri: str, model_name: str, training_data_uri: str, registry_uri: str = "",
+        kfp_host: str = "", kfp_namespace: str = "", experiment_name: str = "", service_account: str = "",
+        outbox_uri: str = "", cooldown_hours: float = 6.0, training_parameters: dict | None = None,
+        **trigger_arguments) -> dict:
     """components.trigger.logic.trigger with the KFP API on `kfp_host` as submitter, or the outbox at
     `outbox_uri`, whose requests also carry the registry and model the run is for. Warnings of the submitter
     (a claim abandoned by a dead runner) are in the outcome's "warnings"."""
@@ -43,10 +44,12 @@ def run(result: dict, *, tracking_uri: str, model_name: str, training_data_uri: 
     via = submitter(kfp_host, kfp_namespace, experiment_name, service_account, outbox_uri, cooldown_hours)
     parameters = dict(training_parameters or {})
     if not kfp_host:  # a local training run is told its registry and model; a cluster run has its defaults
-        parameters = {"tracking_uri": tracking_uri, "model_name": model_name, **parameters}
+        parameters = {"tracking_uri": tracking_uri, "registry_uri": registry_uri, "model_name": model_name,
+                      **parameters}
     outcome = logic.trigger(result, tracking_uri=tracking_uri, model_name=model_name,
-                            training_data_uri=training_data_uri, submit=via.submit, status=via.status,
-                            cooldown_hours=cooldown_hours, training_parameters=parameters, **trigger_arguments)
+                            training_data_uri=training_data_uri, registry_uri=registry_uri, submit=via.submit,
+                            status=via.status, cooldown_hours=cooldown_hours, training_parameters=parameters,
+                            **trigger_arguments)
     if getattr(via, "warnings", None):
         outcome["warnings"] = via.warnings
     return outcome

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from components.deploy import TARGETS
-from mlops.cli.common import HOME, registry_uri
+from mlops.cli.common import HOME, REGISTRY_HELP, registry_uri, tracking_uri
 from pipelines.defaults import CONFIG, GATES
 
 
@@ -15,13 +15,15 @@ def cmd_deploy(args) -> int:
     from pipelines import defaults
 
     settings = defaults.load(args.config, args.gates)
+    tracking = tracking_uri(args)
+    registry = registry_uri(args, tracking)
     try:
-        result = logic.deploy(registry_uri(args), args.model_name or settings.model_name, args.model_version,
+        result = logic.deploy(tracking, args.model_name or settings.model_name, args.model_version,
                               args.target, namespace=args.namespace or settings.namespace,
                               rollout=args.rollout or settings.rollout_name,
                               timeout_seconds=args.timeout or settings.timeout_minutes * 60 or None,
                               online=online.online_of(settings.quality_gates, args.gates), force=args.force,
-                              output_dir=args.output_dir)
+                              output_dir=args.output_dir, registry_uri=registry)
     except (logic.DeployError, kube.KubeError) as exc:
         print(f"mlops: deploy failed: {exc}", file=sys.stderr)
         return 1
@@ -64,6 +66,7 @@ def add_deploy(sub) -> None:
     dep.add_argument("--model-name", help="registered model (default: registry.model_name of --config)")
     dep.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else SQLite "
                                             "under --home)")
+    dep.add_argument("--registry-uri", help=REGISTRY_HELP)
     dep.add_argument("--target", required=True, choices=tuple(t for t in TARGETS if t != "none"))
     dep.add_argument("--namespace", help="namespace of the Rollout or Deployment (default: deploy.namespace)")
     dep.add_argument("--rollout", help="Rollout (or Deployment) name (default: deploy.rollout_name)")

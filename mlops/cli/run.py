@@ -8,8 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from components.deploy import TARGETS
-from mlops.cli.common import HOME, absolute, registry_uri
-from pipelines.defaults import BASELINE, CONFIG, DRIFT, GATES, ConfigError
+from mlops.cli.common import HOME, REGISTRY_HELP, registry_uri, tracking_uri
+from pipelines.defaults import BASELINE, CONFIG, DRIFT, GATES, ConfigError, absolute
 
 
 def cmd_run_training(args) -> int:
@@ -19,8 +19,9 @@ def cmd_run_training(args) -> int:
     from pipelines import defaults
 
     settings = defaults.load(args.config, args.gates, args.baseline)
-    settings = replace(settings, schema_uri=absolute(args.schema or settings.schema_uri),
-                       tracking_uri=args.tracking_uri or local.local_tracking_uri(args.home),
+    tracking = args.tracking_uri or local.local_tracking_uri(args.home)
+    settings = replace(settings, schema_uri=absolute(args.schema or settings.schema_uri), tracking_uri=tracking,
+                       registry_uri=registry_uri(args, tracking),
                        deployment_target=args.deploy_target, namespace=args.namespace or settings.namespace,
                        rollout_name=args.rollout or settings.rollout_name)
     spec = contract.load(settings.schema_uri)  # a broken schema file fails here, before anything runs
@@ -61,8 +62,9 @@ def cmd_run_drift_check(args) -> int:
     log_uri = args.log_uri or os.environ.get("INFERENCE_LOG_URI")
     if not log_uri:
         raise ConfigError("no inference log: give --log-uri or set INFERENCE_LOG_URI")
-    settings = replace(settings, tracking_uri=registry_uri(args), model_name=args.model_name or settings.model_name,
-                       config=config)
+    tracking = tracking_uri(args)
+    settings = replace(settings, tracking_uri=tracking, registry_uri=registry_uri(args, tracking),
+                       model_name=args.model_name or settings.model_name, config=config)
     # the settings a retraining trains with: read only when one may be due
     training = defaults.for_local_runs(defaults.load(args.config)) if args.training_data else None
     parameters = {"training_data_uri": absolute(args.training_data) if args.training_data else ""}
@@ -116,6 +118,7 @@ def add_run(sub) -> None:
     tr.add_argument("--gates", default=GATES, help=f"quality gates (default: {GATES})")
     tr.add_argument("--baseline", default=BASELINE, help=f"baseline metrics (default: {BASELINE})")
     tr.add_argument("--tracking-uri", help="MLflow tracking URI (default: SQLite under --home)")
+    tr.add_argument("--registry-uri", help=REGISTRY_HELP)
     tr.add_argument("--home", type=Path, default=HOME, help="local state folder (default: .mlops)")
     tr.add_argument("--rows", type=int, default=100_000, help="rows of generated data when --data is not given")
     tr.add_argument("--seed", type=int, default=7, help="seed of generated data")
@@ -137,6 +140,7 @@ def add_run(sub) -> None:
     dc.add_argument("--model-name", help="registered model (default: registry.model_name of --config)")
     dc.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else SQLite under "
                                            "--home)")
+    dc.add_argument("--registry-uri", help=REGISTRY_HELP)
     dc.add_argument("--window-hours", type=float, help="hours of log to read (default: window_hours of "
                                                        "--drift-config)")
     dc.add_argument("--training-data", help="labelled data to retrain on when retraining is due (a local training "

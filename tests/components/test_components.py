@@ -5,13 +5,13 @@ import math
 import pytest
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
+from components import contract as contract_mod
+from components import dataio
 from components.evaluate.component import evaluate_model
 from components.gate.component import quality_gate
 from components.train.component import train_model
 from components.validate.component import validate_data
 from components.validate.logic import ValidationFailed
-from components import contract as contract_mod
-from components import dataio
 from pipelines import defaults
 from tests.conftest import SCHEMA
 from tests.unit.test_train import FAST
@@ -40,6 +40,7 @@ def steps(tmp_path_factory, transactions, mlflow_server):
                                            reference_profile=out["reference_profile"])
     evaluate_model.python_func(model=out["model"], holdout=out["holdout"], importances=out["importances"],
                                model_sha256=out["train"][0], schema_uri=str(SCHEMA), tracking_uri=mlflow_server,
+                               registry_uri="",
                                model_name="nothing-here",
                                baseline_metrics={"roc_auc": 0.5}, quality_gates=defaults.load().quality_gates,
                                metrics=out["metrics"],
@@ -106,6 +107,7 @@ def test_evaluate_refuses_a_candidate_whose_file_changed_after_training(steps, t
     with pytest.raises(ModelIntegrityError, match="differs from the registered model_sha256"):
         evaluate_model.python_func(model=steps["model"], holdout=steps["holdout"], importances=steps["importances"],
                                    model_sha256="0" * 64, schema_uri=str(SCHEMA), tracking_uri=mlflow_server,
+                                   registry_uri="",
                                    model_name="nothing-here", baseline_metrics={"roc_auc": 0.5},
                                    quality_gates=defaults.load().quality_gates, **out)
     assert not (tmp_path / "evaluation").exists()

@@ -80,7 +80,7 @@ def test_check_drift_component_writes_metrics_report_and_result(mlflow_server, t
     writer.log(frame(500, 3), np.zeros(500, dtype=int), np.zeros(500), version, "stable", ["r"] * 500)
     writer.close()
     out = {n: cls(uri=str(tmp_path / n)) for n, cls in (("metrics", Metrics), ("report", HTML), ("result", Artifact))}
-    outputs = check_drift.python_func(log_uri=str(tmp_path / "log"), tracking_uri=mlflow_server,
+    outputs = check_drift.python_func(log_uri=str(tmp_path / "log"), tracking_uri=mlflow_server, registry_uri="",
                                       model_name="component", drift_config=CONFIG, pushgateway_url="", window_end="",
                                       **out)
     assert outputs == "insufficient_data"

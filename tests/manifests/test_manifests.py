@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import os
 import re
 
 import kubernetes_validate
