@@ -26,8 +26,8 @@ def test_the_rule(monkeypatch):
                                                "the tracking URI 'sqlite:///t.db'.*--registry-uri sqlite:///other.db"):
         resolve_registry_uri("sqlite:///t.db")
     with pytest.raises(RegistryUriError):
-        client("sqlite:///t.db")
-    assert client("sqlite:///t.db", "sqlite:///r.db")._registry_uri == "sqlite:///r.db"
+        client("http://127.0.0.1:1")
+    assert client("http://127.0.0.1:1", "http://127.0.0.1:2")._registry_uri == "http://127.0.0.1:2"
 
 
 @pytest.fixture(scope="module")
