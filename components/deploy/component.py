@@ -19,9 +19,10 @@ def deploy_model(
     deployment: Output[Artifact],
 ) -> str:
     """Returns the outcome (promoted, unchanged, skipped); a failed or timed-out rollout fails the step.
-    The canary's online thresholds come from the gates file's `online` section. `timeout_minutes` 0
-    means the Rollout's own pauses and analyses plus a margin. For `local`, the pinned manifests are
-    written into `deployment` (what a cluster deployment would apply)."""
+    The canary's online thresholds come from the gates file's `online` section, its expected flag rate
+    ratio from the version's tag `metric.flag_rate_ratio`. `timeout_minutes` 0 means the Rollout's own
+    pauses and analyses plus a margin. For `local`, the pinned manifests are written into `deployment`
+    (what a cluster deployment would apply)."""
     import json
     import os
 

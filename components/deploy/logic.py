@@ -11,6 +11,7 @@ Targets:
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from components.deploy.online import analysis_args
 
 # Where the manifests live: the project root's manifests/, or MLOPS_MANIFESTS (the image sets it).
 MANIFESTS = Path(os.environ.get("MLOPS_MANIFESTS", Path(__file__).resolve().parents[2] / "manifests"))
+FLAG_RATE_RATIO_TAG = "metric.flag_rate_ratio"
 
 
 class DeployError(RuntimeError):
@@ -67,6 +69,26 @@ def check_deployable(mv, force: bool) -> None:
                           f"({past[-1]['reason'] if past else 'no reason'}); use --force to deploy it anyway")
 
 
+def expected_flag_rate_ratio(mv) -> float:
+    """The version's share of holdout rows decided positive over production's (tag metric.flag_rate_ratio):
+    what the canary analysis expects of live traffic; 1 without the tag (no production model to compare)."""
+    tag = mv.tags.get(FLAG_RATE_RATIO_TAG)
+    if tag is None:
+        return 1.0
+    try:
+        value = float(tag)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise DeployError(f"model {mv.name!r} version {mv.version}: tag {FLAG_RATE_RATIO_TAG} must be a positive "
+                          f"number (the expected flag rate ratio of the canary analysis), got {tag!r}")
+    return value
+
+
+def _analysis_args(mv, online: dict) -> dict[str, str]:
+    return analysis_args(mv.name, mv.version, online, expected_flag_rate_ratio(mv))
+
+
 def _promote(client, name: str, version: str, previous: str | None, reason: str, run: str) -> None:
     if previous and previous != str(version):
         lifecycle.move(client, name, previous, "archived", f"replaced by version {version}", run)
@@ -78,8 +100,9 @@ def deploy(tracking_uri: str, name: str, version: str, target: str, *, namespace
            pipeline_run: str = "", force: bool = False, output_dir: str | None = None,
            api=None, registry_uri: str = "") -> DeployResult:
     """Deploy `name` version `version` to `target`; see the module docstring. `online` is the checked
-    online section of the gates file (components.deploy.online), passed to the canary's analysis (the
-    cluster targets need it; `local` renders the analysis arguments only when it is given). Without
+    online section of the gates file (components.deploy.online), passed to the canary's analysis with the
+    version's expected flag rate ratio (the cluster targets need it; `local` renders the analysis arguments
+    only when it is given). Without
     a timeout, the rollout may take as long as the Rollout's own pauses and analyses plus a margin."""
     if target not in TARGETS:
         raise DeployError(f"unknown deployment target {target!r}; targets: {list(TARGETS)}")
@@ -95,7 +118,8 @@ def deploy(tracking_uri: str, name: str, version: str, target: str, *, namespace
         raise DeployError(f"model {name!r} version {version} has no model_sha256 tag: was it registered by "
                           "register_model?")
     if target == "local":
-        rendered = render(name, version, sha, online, output_dir) if output_dir else []
+        args = _analysis_args(mv, online) if online is not None else None
+        rendered = render(name, version, sha, args, output_dir) if output_dir else []
         if previous == version and lifecycle.state(mv) == "production":
             return DeployResult(name, version, target, "unchanged", previous,
                                 f"version {version} is already production", rendered)
@@ -127,7 +151,7 @@ def _canary(client, api, mv, sha, previous, namespace, rollout, timeout, online,
         # a rollout of this version is under way (a retried step): follow it, do not patch again
     else:
         before = kube.status(obj).get("currentPodHash")
-        obj = ro.pin(obj, name, version, sha, analysis_args(name, version, online))
+        obj = ro.pin(obj, name, version, sha, _analysis_args(mv, online))
         generation = obj["metadata"]["generation"]
     lifecycle.move(client, name, version, "canary", f"canary started on {ro.what}", run)
     done = ro.follow(lambda o: kube.healthy_on(o, generation, before) or kube.failed(o), deadline,
@@ -147,7 +171,7 @@ def _canary(client, api, mv, sha, previous, namespace, rollout, timeout, online,
     lifecycle.move(client, name, version, "rejected", reason, run)
     if previous and previous != version:  # fast rollback to the stable ReplicaSet
         prod = client.get_model_version(name, previous)
-        ro.pin(ro.get(), name, previous, prod.tags.get("model_sha256", ""), analysis_args(name, previous, online))
+        ro.pin(ro.get(), name, previous, prod.tags.get("model_sha256", ""), _analysis_args(prod, online))
     raise DeployError(f"canary of model {name!r} version {version} failed: {reason}; "
                       f"production stays version {previous or 'none'}")
 
@@ -202,8 +226,9 @@ def _rolling(client, api, mv, sha, previous, namespace, name_, timeout, run) -> 
                       f"rolled back to version {previous or 'none'}")
 
 
-def render(name: str, version: str, sha: str, online: dict, output_dir: str) -> list[str]:
-    """Write the base manifests with the version pinned: what a cluster deployment would apply."""
+def render(name: str, version: str, sha: str, args: dict[str, str] | None, output_dir: str) -> list[str]:
+    """Write the base manifests with the version pinned and the analysis arguments `args` (when given):
+    what a cluster deployment would apply."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -213,8 +238,8 @@ def render(name: str, version: str, sha: str, online: dict, output_dir: str) -> 
             if isinstance(doc, dict) and doc.get("kind") in ("Rollout", "Deployment"):
                 doc["spec"]["template"] = kube.pin_template(doc["spec"]["template"], name, version, sha)
                 canary = doc["spec"].get("strategy", {}).get("canary")
-                if canary and canary.get("steps") and online is not None:
-                    canary["steps"] = kube.analysis_steps(canary["steps"], analysis_args(name, version, online))
+                if canary and canary.get("steps") and args is not None:
+                    canary["steps"] = kube.analysis_steps(canary["steps"], args)
         target = out / source.name
         target.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         written.append(str(target))

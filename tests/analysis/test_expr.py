@@ -79,6 +79,9 @@ def test_what_lies_outside_the_subset_is_refused_not_guessed():
             evaluate(condition, [0.1])
 
 
+# both conditions guarded by the vector's length: no data makes neither hold
+WITHIN = {"successCondition": "len(result) == 1 && result[0] >= 1 / 2 && result[0] <= 2",
+          "failureCondition": "len(result) == 1 && (result[0] < 1 / 2 || result[0] > 2)"}
 PHASES = [
     ({"successCondition": "result[0] < 1"}, [0.5], argo.SUCCESSFUL),
     ({"successCondition": "result[0] < 1"}, [2.0], argo.FAILED),
@@ -90,6 +93,11 @@ PHASES = [
     ({"successCondition": "result[0] < 1", "failureCondition": "result[0] > 0"}, [0.5], argo.FAILED),
     ({}, [], argo.SUCCESSFUL),
     ({"successCondition": "result[0] < 1", "failureCondition": "result[5] > 2"}, [0.5], argo.ERROR),
+    (WITHIN, [], argo.INCONCLUSIVE),
+    (WITHIN, [0.5], argo.SUCCESSFUL),
+    (WITHIN, [2.0], argo.SUCCESSFUL),
+    (WITHIN, [0.25], argo.FAILED),
+    (WITHIN, [4.0], argo.FAILED),
 ]
 
 

@@ -21,13 +21,14 @@ ARGO = "/apis/argoproj.io/v1alpha1"
 APPS = "/apis/apps/v1"
 NS, ROLLOUT = "mlops", "fraud-detection"
 ONLINE = {"max_latency_p95_seconds": 0.1, "max_error_rate": 0.01, "max_client_error_rate_increase": 0.02,
-          "max_shed_rate_increase": 0.02}
+          "max_shed_rate_increase": 0.02, "max_flag_rate_ratio_drift": 2.5, "min_flagged_for_flag_rate": 30}
 names = (f"deploy-model-{i}" for i in itertools.count())
 
 
 class Argo:
     """Plays the Argo Rollouts controller: a new pod template starts a canary that, after `delay`
-    seconds, ends Healthy ("healthy"), aborted by a failed analysis ("fail") or never ("hang")."""
+    seconds, ends Healthy ("healthy"), aborted by a failed analysis ("fail"), paused by an inconclusive
+    one ("inconclusive") or never ("hang")."""
 
     def __init__(self, emu: Emulator, outcome: str = "healthy", delay: float = 0.3):
         self.emu, self.outcome, self.delay = emu, outcome, delay
@@ -62,6 +63,15 @@ class Argo:
                     {"name": "error-rate", "phase": "Failed", "measurements": [{"value": "[0.2]"}]}]}})
             status(abort=True, phase="Degraded", message="RolloutAborted: Metric \"error-rate\" assessed Failed "
                                                          "due to failed (2) > failureLimit (1)")
+        elif self.outcome == "inconclusive":
+            self.emu.put(ARGO, NS, "analysisruns", {
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisRun",
+                "metadata": {"name": f"{ROLLOUT}-{new}-2", "labels": {"rollouts-pod-template-hash": new},
+                             "ownerReferences": [{"kind": "Rollout", "name": ROLLOUT}]},
+                "status": {"phase": "Inconclusive", "metricResults": [
+                    {"name": "flag-rate-drift", "phase": "Inconclusive", "measurements": [{"value": "[]"}]}]}})
+            status(phase="Paused", message="InconclusiveAnalysisRun",
+                   pauseConditions=[{"reason": "InconclusiveAnalysis"}])
 
 
 @pytest.fixture
@@ -130,6 +140,45 @@ def test_canary_success_pins_the_version_and_promotes(cluster, registry):
     assert lifecycle.history(mv1)[-1]["reason"] == "replaced by version 2"
     assert lifecycle.aliased_version(*registry, "canary") is None
     assert lifecycle.aliased_version(*registry, "staged") in ("3", "4")
+
+
+def analysis_args(cluster) -> dict[str, str]:
+    """The arguments of the Rollout's first analysis step (the deploy step sets them on every one)."""
+    steps = cluster.get(ARGO, NS, "rollouts", ROLLOUT)["spec"]["strategy"]["canary"]["steps"]
+    return {a["name"]: a["value"] for a in next(s for s in steps if "analysis" in s)["analysis"]["args"]}
+
+
+def test_the_canary_analysis_expects_the_versions_flag_rate_ratio(cluster, registry):
+    Argo(cluster)
+    client, name = registry
+    run(registry, 1)  # evaluated without a production model: no tag, expected as production flags
+    assert analysis_args(cluster)["expected-flag-rate-ratio"] == "1.0"
+    client.set_model_version_tag(name, "2", "metric.flag_rate_ratio", "3.2")  # as register_model writes it
+    run(registry, 2)
+    args = analysis_args(cluster)
+    assert (args["model-version"], args["expected-flag-rate-ratio"]) == ("2", "3.2")
+    assert (args["max-flag-rate-ratio-drift"], args["min-flagged-for-flag-rate"]) == ("2.5", "30")
+
+
+@pytest.mark.parametrize("tag", ["0", "-1", "nan", "inf", "", "high"])
+def test_a_bad_flag_rate_ratio_tag_is_refused_and_moves_nothing(cluster, registry, tag):
+    Argo(cluster)
+    client, name = registry
+    client.set_model_version_tag(name, "1", "metric.flag_rate_ratio", tag)
+    with pytest.raises(DeployError, match=f"version 1: tag metric.flag_rate_ratio must be a positive number .*"
+                                          f"got '{tag}'"):
+        run(registry, 1)
+    assert not any(r[0] == "patch" for r in cluster.requests)
+    assert state(registry, 1)[0] == "staged" and production(registry) is None
+
+
+def test_an_inconclusive_analysis_pauses_then_times_out_and_rejects(cluster, registry):
+    Argo(cluster, outcome="inconclusive", delay=0.1)
+    with pytest.raises(DeployError, match="timed out") as failed:
+        run(registry, 1, timeout_seconds=2)
+    assert "metric flag-rate-drift Inconclusive" in str(failed.value)
+    assert ("patch", "rollouts", "status") in cluster.requests  # the abort
+    assert state(registry, 1)[0] == "rejected" and production(registry) is None
 
 
 def test_failed_analysis_rejects_and_rolls_back(cluster, registry):
@@ -226,6 +275,8 @@ def test_local_renders_the_pinned_manifests_and_promotes(registry, tmp_path):
     assert result.outcome == "promoted" and production(registry) == "1"
     rollout = next(yaml.safe_load_all((tmp_path / "rendered" / "rollout.yaml").read_text()))
     assert kube.pinned_version(rollout) == "1"
+    (step, *_) = [s for s in rollout["spec"]["strategy"]["canary"]["steps"] if "analysis" in s]
+    assert {a["name"]: a["value"] for a in step["analysis"]["args"]}["expected-flag-rate-ratio"] == "1.0"
     assert run(registry, 1, target="local").outcome == "unchanged"
     run(registry, 2, target="local")
     assert state(registry, 1)[0] == "archived" and production(registry) == "2"

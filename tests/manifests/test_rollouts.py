@@ -283,8 +283,9 @@ def test_services_split_by_role_and_carry_both_ports():
 
 # --- the AnalysisTemplate ---------------------------------------------------------------------------------
 
-ARGS = {"model-name": "fraud-detection", "model-version": "7", "max-latency-p95-seconds": "0.1",
-        "max-error-rate": "0.01", "max-client-error-rate-increase": "0.02", "max-shed-rate-increase": "0.02"}
+ARGS = {"model-name": "fraud-detection", "model-version": "7", "expected-flag-rate-ratio": "3.2",
+        "max-latency-p95-seconds": "0.1", "max-error-rate": "0.01", "max-client-error-rate-increase": "0.02",
+        "max-shed-rate-increase": "0.02", "max-flag-rate-ratio-drift": "2", "min-flagged-for-flag-rate": "20"}
 # the label matchers of the candidate and of its baseline, once Argo has substituted ARGS
 CANARY = 'model="fraud-detection",model_version="7",role="canary"'
 STABLE = 'model="fraud-detection",role="stable"'
@@ -299,12 +300,14 @@ def test_analysis_queries_read_the_candidate_and_the_stable_pods():
     from tests.analysis.argo import resolve
 
     queries = {name: m["provider"]["prometheus"]["query"] for name, m in resolve(TEMPLATE, ARGS).items()}
-    assert set(queries) == {"latency-p95", "error-rate", "client-error-regression", "load-shed-regression"}
+    assert set(queries) == {"latency-p95", "error-rate", "client-error-regression", "load-shed-regression",
+                            "flag-rate-drift"}
     read = {name: {metric for metric, _ in selectors(query)} for name, query in queries.items()}
     assert read["latency-p95"] == {"model_inference_duration_seconds_bucket", "model_inference_duration_seconds_count"}
     assert read["error-rate"] == read["client-error-regression"] == {"model_inference_errors_total",
                                                                      "model_inference_requests_total"}
     assert read["load-shed-regression"] == {"model_inference_shed_total", "model_inference_requests_total"}
+    assert read["flag-rate-drift"] == {"model_inference_predicted_positive_total", "model_inference_rows_total"}
     for name, query in queries.items():
         assert len(selectors(query)) == len(re.findall(r"\bmodel_inference_\w+", query)), f"{name}: unscoped series"
         for metric, labels in selectors(query):
@@ -313,19 +316,29 @@ def test_analysis_queries_read_the_candidate_and_the_stable_pods():
             if metric == "model_inference_errors_total":
                 assert labels.endswith('kind="server"' if name == "error-rate" else 'kind="client"'), name
         assert CANARY in query, f"{name} must judge the candidate"
-        assert (STABLE in query) == name.endswith("-regression"), f"{name}: only regressions compare with stable"
+        compared = name.endswith("-regression") or name == "flag-rate-drift"
+        assert (STABLE in query) == compared, f"{name}: only regressions and the flag rate compare with stable"
+    # the flag rate: (canary share / stable share) / expected, only while both sides flagged enough rows
+    flags = queries["flag-rate-drift"]
+    assert flags.count("/ 3.2 ") == 1 and flags.count(">= 20") == 2
+    assert all(window == "5m" for window in re.findall(r"\[(\w+)\]", "".join(queries.values())))
 
 
 def test_analysis_success_conditions_use_the_online_thresholds():
     metrics = crd.analysis_metrics()
+    drift = "{{args.max-flag-rate-ratio-drift}}"
     assert {name: m["successCondition"] for name, m in metrics.items()} == {
         "latency-p95": "result[0] <= {{args.max-latency-p95-seconds}}",
         "error-rate": "result[0] <= {{args.max-error-rate}}",
         "client-error-regression": "result[0] <= {{args.max-client-error-rate-increase}}",
         "load-shed-regression": "result[0] <= {{args.max-shed-rate-increase}}",
+        "flag-rate-drift": f"len(result) == 1 && result[0] >= 1 / {drift} && result[0] <= {drift}",
     }
+    # only the flag rate can be Inconclusive (neither condition holds: too few rows decided positive)
+    assert {name: m.get("failureCondition") for name, m in metrics.items() if "failureCondition" in m} == {
+        "flag-rate-drift": f"len(result) == 1 && (result[0] < 1 / {drift} || result[0] > {drift})"}
     for name, metric in metrics.items():
-        assert "failureCondition" not in metric, name
+        assert "inconclusiveLimit" not in metric, f"{name}: an inconclusive measurement must pause the Rollout"
         assert (metric["interval"], int(metric["count"]), int(metric["failureLimit"])) == ("1m", 5, 1), name
         assert int(metric["failureLimit"]) < int(metric["count"]), name
         # a canary without traffic errors every measurement: the run must end in Error before it completes
@@ -338,7 +351,7 @@ def test_analysis_arguments():
 
     args = {a["name"]: a.get("value") for a in TEMPLATE["spec"]["args"]}
     assert args["prometheus-address"] == "http://prometheus-operated.monitoring.svc:9090"
-    supplied = set(analysis_args("m", 1, {k.replace("-", "_"): 0.5 for k in ARGS if k.startswith("max-")}))
+    supplied = set(analysis_args("m", 1, {k.replace("-", "_"): 2 for k in ARGS if k.startswith(("max-", "min-"))}, 1.0))
     assert {name for name, value in args.items() if value is None} == supplied == set(ARGS)
     used = set(re.findall(r"\{\{\s*args\.([\w-]+)\s*\}\}", yaml.safe_dump(TEMPLATE["spec"]["metrics"])))
     assert used == set(args)

@@ -7,10 +7,11 @@ import yaml
 from components.deploy import online
 from components.gates import GateConfigError
 from tests.analysis import argo
+from tests.conftest import ROOT
 from tests.manifests.crd import ANALYSIS_TEMPLATE
 
 SECTION = {"max_latency_p95_seconds": 0.1, "max_error_rate": 0.01, "max_client_error_rate_increase": 0.02,
-           "max_shed_rate_increase": 0.02}
+           "max_shed_rate_increase": 0.02, "max_flag_rate_ratio_drift": 2, "min_flagged_for_flag_rate": 20}
 
 
 def test_the_documented_section_is_valid_and_complete():
@@ -18,17 +19,30 @@ def test_the_documented_section_is_valid_and_complete():
     assert online.check_online(documented, "doc") == SECTION
 
 
+def test_the_flag_rate_keys_default_to_the_configs_of_record():
+    older = {k: v for k, v in SECTION.items() if k not in ("max_flag_rate_ratio_drift", "min_flagged_for_flag_rate")}
+    assert online.check_online({"online": older}) == SECTION  # a gates file written before they existed
+    of_record = yaml.safe_load((ROOT / "configs" / "quality_gates.yaml").read_text())
+    assert online.check_online(of_record) == SECTION
+
+
+def test_a_whole_float_count_reads_as_an_int():  # KFP passes the numbers of dict parameters as floats
+    checked = online.check_online({"online": {**SECTION, "min_flagged_for_flag_rate": 20.0}})
+    assert checked["min_flagged_for_flag_rate"] == 20 and isinstance(checked["min_flagged_for_flag_rate"], int)
+
+
 def test_analysis_args_name_the_candidate_and_carry_the_thresholds():
-    args = online.analysis_args("fraud-detection", 7, online.check_online({"online": SECTION}))
-    assert args == {"model-name": "fraud-detection", "model-version": "7", "max-latency-p95-seconds": "0.1",
-                    "max-error-rate": "0.01", "max-client-error-rate-increase": "0.02",
-                    "max-shed-rate-increase": "0.02"}
+    args = online.analysis_args("fraud-detection", 7, online.check_online({"online": SECTION}), 3.25)
+    assert args == {"model-name": "fraud-detection", "model-version": "7", "expected-flag-rate-ratio": "3.25",
+                    "max-latency-p95-seconds": "0.1", "max-error-rate": "0.01",
+                    "max-client-error-rate-increase": "0.02", "max-shed-rate-increase": "0.02",
+                    "max-flag-rate-ratio-drift": "2", "min-flagged-for-flag-rate": "20"}
 
 
 def test_analysis_args_are_exactly_what_the_template_needs():
     template = yaml.safe_load(ANALYSIS_TEMPLATE.read_text())
     without_default = {a["name"] for a in template["spec"]["args"] if "value" not in a}
-    args = online.analysis_args("m", "1", SECTION)
+    args = online.analysis_args("m", "1", SECTION, 1.0)
     assert set(args) == without_default
     argo.resolve(template, args)  # every {{args.*}} resolves
 
@@ -60,6 +74,24 @@ BAD = {
     "percent, not ratio": ({"online": {**SECTION, "max_error_rate": 5}}, "online.max_error_rate is a ratio"),
     "zero latency": ({"online": {**SECTION, "max_latency_p95_seconds": 0}},
                      "online.max_latency_p95_seconds must be a positive number of seconds, got 0"),
+    "drift factor 1": ({"online": {**SECTION, "max_flag_rate_ratio_drift": 1}},
+                       "online.max_flag_rate_ratio_drift is a factor r (observed / expected flag rate ratio within "
+                       "[1/r, r]), so above 1; got 1"),
+    "drift factor below 1": ({"online": {**SECTION, "max_flag_rate_ratio_drift": 0.5}},
+                             "online.max_flag_rate_ratio_drift is a factor r"),
+    "drift factor string": ({"online": {**SECTION, "max_flag_rate_ratio_drift": "2x"}},
+                            "online.max_flag_rate_ratio_drift must be a finite number, got '2x'"),
+    "drift factor inf": ({"online": {**SECTION, "max_flag_rate_ratio_drift": math.inf}},
+                         "online.max_flag_rate_ratio_drift must be a finite number, got inf"),
+    "no flags needed": ({"online": {**SECTION, "min_flagged_for_flag_rate": 0}},
+                        "online.min_flagged_for_flag_rate must be a whole number of rows decided positive, at least 1; "
+                        "got 0"),
+    "fractional flags": ({"online": {**SECTION, "min_flagged_for_flag_rate": 2.5}},
+                         "online.min_flagged_for_flag_rate must be a whole number of rows decided positive, at least "
+                         "1; got 2.5"),
+    "flags as bool": ({"online": {**SECTION, "min_flagged_for_flag_rate": True}},
+                      "online.min_flagged_for_flag_rate must be a whole number of rows decided positive, at least 1; "
+                      "got True"),
 }
 
 
@@ -75,4 +107,4 @@ def test_malformed_online_section_is_refused_naming_key_and_value(case):
                          [('fraud"x', 1), ("fraud\\x", 1), ("", 1), ("fraud", "latest"), ("fraud", "-1")])
 def test_names_and_versions_that_would_break_the_queries_are_refused(name, version):
     with pytest.raises(ValueError, match="model name|model version"):
-        online.analysis_args(name, version, SECTION)
+        online.analysis_args(name, version, SECTION, 1.0)
