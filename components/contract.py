@@ -200,22 +200,45 @@ def infer_positive_class(values, given=None):
     return value.item() if hasattr(value, "item") else value
 
 
-def infer(df: pd.DataFrame, label: str, name: str, version: str = "1", positive_class=None) -> dict:
-    """A starter schema document for a new table: pandera's inference, kinds from dtypes."""
+def infer(df: pd.DataFrame, label: str, name: str, version: str = "1", positive_class=None,
+          strict: bool = False) -> dict:
+    """A starter schema document for a new table: pandera's dtypes, kinds from dtypes, the label's two classes,
+    every feature nullable, and `>= 0` on each numeric feature that is non-negative throughout the sample.
+    `strict` takes the rest from the sample too: its ranges, non-nullability and categorical values (so the
+    first value beyond the sample is refused)."""
     if label not in df.columns:
         raise ContractError(f"label column {label!r} is not in the data (columns: {list(df.columns)})")
+    if df[label].isna().any():
+        raise ContractError(f"label column {label!r} is missing on {int(df[label].isna().sum())} row(s)")
+    classes = sorted((v.item() if hasattr(v, "item") else v for v in pd.unique(df[label])), key=str)
+    if len(classes) != 2:
+        raise ContractError(f"label column {label!r} has {len(classes)} value(s) {classes[:20]}: a binary label "
+                            "needs exactly 2")
     positive = infer_positive_class(df[label], positive_class)
-    inferred = json.loads(pa.infer_schema(df).to_json())
+    features = {c: kind_of_dtype(df[c].dtype) for c in df.columns if c != label}
+    schema = pa.infer_schema(df)
+    updates = {label: {"checks": [pa.Check.isin(classes)], "nullable": False}}
+    for column, kind in features.items():
+        values = df[column].dropna()
+        if strict:
+            checks = list(schema.columns[column].checks)
+            if kind == "categorical" and all(isinstance(v, str) for v in values):
+                checks.append(pa.Check.isin(sorted(values.unique())))
+            updates[column] = {"checks": checks, "nullable": len(values) < len(df)}
+        else:
+            signed = kind == "numeric" and len(values) and values.min() >= 0
+            updates[column] = {"checks": [pa.Check.ge(0)] if signed else [], "nullable": True}
+    inferred = json.loads(schema.update_columns(updates).to_json())
     inferred.pop("index", None)
     inferred["coerce"] = False
     inferred["strict"] = True
-    for column, spec in inferred["columns"].items():
-        spec.setdefault("nullable", bool(df[column].isna().any()))
+    for spec in inferred["columns"].values():
+        spec.setdefault("nullable", False)
     return {
         "name": name,
         "version": version,
         "label": label,
         "positive_class": positive,
-        "features": {c: kind_of_dtype(df[c].dtype) for c in df.columns if c != label},
+        "features": features,
         "pandera": inferred,
     }

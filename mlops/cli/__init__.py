@@ -19,7 +19,7 @@ or against Kubeflow Pipelines.
 
   pipelines here:  run training, run drift-check
   models:          deploy, serve, model pull
-  data:            data generate, data validate, schema infer
+  data:            data generate, data validate, schema infer, init
   on Kubeflow:     upload, submit training, schedule
   all at once:     demo (the whole loop on this machine)"""
 
@@ -33,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
     models.add_deploy(sub)
     data.add_data(sub)
     data.add_schema(sub)
+    data.add_init(sub)
     models.add_serve(sub)
     models.add_model(sub)
     demo.add_demo(sub)

@@ -1,4 +1,5 @@
-"""`mlops data` and `mlops schema`: tables generated and checked against a feature contract, a contract inferred."""
+"""`mlops data`, `mlops schema` and `mlops init`: tables generated and checked against a feature contract, a
+contract inferred, a new table's starting set (contract, gates, baseline)."""
 from __future__ import annotations
 
 import json
@@ -40,12 +41,44 @@ def cmd_schema_infer(args) -> int:
     from components import contract, dataio
 
     doc = contract.infer(dataio.read_table(args.data), args.label, name=args.name or Path(args.data).stem,
-                         positive_class=args.positive_class)
+                         positive_class=args.positive_class, strict=args.strict_from_sample)
     contract.parse(doc, source=args.out)  # what we write must load
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
     kinds = ", ".join(f"{c}={k}" for c, k in doc["features"].items())
-    print(f"wrote {args.out}: label {args.label!r} (positive class {doc['positive_class']!r}), features {kinds}. "
-          "Tighten the checks before use.")
+    checks = ("ranges, non-nullability and categorical values from the sample" if args.strict_from_sample else
+              "types, kinds and signs (values beyond the sample are accepted; --strict-from-sample or editing the "
+              "checks tightens it)")
+    print(f"wrote {args.out}: label {args.label!r} (positive class {doc['positive_class']!r}), features {kinds}; "
+          f"checks: {checks}.")
+    return 0
+
+
+def cmd_init(args) -> int:
+    from components import dataio
+    from mlops import starter
+
+    out = Path(args.out)
+    starter.check_out(out, args.force)
+    df = dataio.read_table(args.data)
+    doc, gates, baseline = starter.starting_set(df, args.label, args.positive_class, args.name or Path(args.data).stem)
+    kinds = [f"{n} {k}" for k in ("numeric", "categorical", "boolean")
+             if (n := sum(v == k for v in doc["features"].values()))]
+    slices = gates["slices"]["columns"]
+    notes = {
+        starter.SCHEMA: f"label {args.label!r} (positive class {doc['positive_class']!r}), {', '.join(kinds)} "
+                        "feature(s); checks: types, kinds and signs (tighten with `mlops schema infer "
+                        "--strict-from-sample` or by editing the checks)",
+        starter.GATES: f"{', '.join(gates['metrics'])}; "
+                       + (f"slices over {slices}" if slices else "no slices (no categorical or boolean features)"),
+        starter.BASELINE: ", ".join(f"{k} {v:.4f}" for k, v in baseline.items())
+                          + f" (logistic regression, {starter.FOLDS}-fold out-of-fold, {len(df):,} rows)",
+    }
+    paths = starter.write_all(out, starter.texts(doc, gates, baseline, len(df)))
+    for path, note in zip(paths, notes.values()):
+        print(f"wrote {path}: {note}")
+    schema, gates_file, baseline_file = paths
+    print(f"next: mlops run training --data {args.data} --schema {schema} --gates {gates_file} "
+          f"--baseline {baseline_file}")
     return 0
 
 
@@ -77,4 +110,22 @@ def add_schema(sub) -> None:
     inf.add_argument("--name", help="contract name (default: the data file's stem)")
     inf.add_argument("--positive-class", metavar="VALUE",
                      help="label value of the positive class (default: 1 of 0/1, True of False/True)")
+    inf.add_argument("--strict-from-sample", action="store_true",
+                     help="also take each column's range, non-nullability and categorical values from the sample "
+                          "(refusing any value beyond it); default: types, kinds and signs only")
     inf.set_defaults(func=cmd_schema_infer)
+
+
+def add_init(sub) -> None:
+    """`mlops init`."""
+    init = sub.add_parser("init", help="a new table's contract, quality gates and baseline in one folder",
+                          description="Writes schema.json (as `schema infer` does), quality_gates.yaml and "
+                                      "baseline_metrics.yaml (a cross-validated logistic regression on the table) "
+                                      "into --out, then prints the training command that uses them.")
+    init.add_argument("--data", required=True, help="Parquet/CSV path or fsspec URL")
+    init.add_argument("--label", required=True, help="the binary label column")
+    init.add_argument("--positive-class", required=True, metavar="VALUE", help="label value of the positive class")
+    init.add_argument("--out", required=True, metavar="DIR", help="folder to write the three files into")
+    init.add_argument("--name", help="contract name (default: the data file's stem)")
+    init.add_argument("--force", action="store_true", help="overwrite the three files in a non-empty --out")
+    init.set_defaults(func=cmd_init)

@@ -79,3 +79,48 @@ def test_infer_writes_a_contract_for_another_table():
 def test_infer_requires_the_label():
     with pytest.raises(c.ContractError, match="label column 'nope'"):
         c.infer(loans(), label="nope", name="loans")
+
+
+def test_infer_accepts_values_beyond_the_sample_unless_strict():
+    from serving.requests import ClientError, RequestReader
+
+    df = loans()
+    beyond = df.assign(income=df["income"] * 10, term_months=df["term_months"] + 100,
+                       debt_ratio=df["debt_ratio"].where(df.index % 7 > 0), purpose="boat").head(50)
+    spec = c.parse(c.infer(df, label="defaulted", name="loans"), source="loans.json")
+    validate(beyond, spec)
+    row = beyond[spec.feature_columns].head(1).to_dict("records")
+    RequestReader(spec).check(row)  # the server accepts what validation does
+
+    strict = c.parse(c.infer(df, label="defaulted", name="loans", strict=True), source="loans.json")
+    with pytest.raises(ValidationFailed) as err:
+        validate(beyond, strict)
+    assert all(col in str(err.value) for col in ("income", "term_months", "debt_ratio", "purpose"))
+    with pytest.raises(ClientError):
+        RequestReader(strict).check(row)
+    validate(df, strict)  # the sample itself keeps the strict contract
+    assert strict.bounds("income") == (df["income"].min(), True, df["income"].max(), True)
+    assert sorted(strict.allowed("purpose")) == sorted(df["purpose"].unique())
+
+
+def test_infer_keeps_signs_and_the_label_classes():
+    df = loans().assign(balance=lambda d: d["income"] - 40_000)  # negative and positive in the sample
+    spec = c.parse(c.infer(df, label="defaulted", name="loans"), source="loans.json")
+    assert spec.bounds("income") == (0, True, None, True) and spec.bounds("balance") == (None, True, None, True)
+    assert all(spec.nullable(col) for col in spec.features) and not spec.nullable("defaulted")
+    assert spec.allowed("defaulted") == [0, 1]
+    validate(df.assign(balance=-1e9), spec)
+    with pytest.raises(ValidationFailed, match="income"):
+        validate(df.assign(income=-1.0), spec)
+    with pytest.raises(ValidationFailed, match="defaulted"):
+        validate(df.assign(defaulted=2), spec)
+
+
+@pytest.mark.parametrize("label, message", [
+    (pd.Series([0, 1, 2] * 10), r"has 3 value\(s\) \[0, 1, 2\]: a binary label needs exactly 2"),
+    (pd.Series([1] * 30), r"has 1 value\(s\) \[1\]"),
+    (pd.Series([0, 1, None] * 10), "missing on 10 row"),
+])
+def test_infer_refuses_a_label_that_is_not_binary(label, message):
+    with pytest.raises(c.ContractError, match=message):
+        c.infer(loans(30).assign(defaulted=label), label="defaulted", name="loans", positive_class=1)
