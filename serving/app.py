@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -196,14 +197,16 @@ class Worker:
             metrics.DURATION.labels(*labels).observe(time.perf_counter() - started)
 
     def answer(self, labels: tuple, rows: list, result: tuple, kserve: bool) -> bytes:
-        """The body of a 200, its rows counted: labels as in the training data ("yes", 1, true; tolist() gives
-        JSON-native values) and, for KServe, the positive class's probabilities."""
+        """The body of a 200, its rows and those decided positive counted: labels decided at the model's threshold,
+        as in the training data ("yes", 1, true; tolist() gives JSON-native values) and, for KServe, the positive
+        class's probabilities."""
         predicted, proba = result
         body = {"predictions": predicted.tolist()}
         if kserve:
             body.update(probabilities=proba, model_version=self.version)
         content = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
         metrics.ROWS.labels(*labels).inc(len(rows))
+        metrics.PREDICTED_POSITIVE.labels(*labels).inc(int(np.count_nonzero(self.model.decide(proba))))
         return content
 
     @staticmethod
@@ -304,7 +307,8 @@ def create_app(settings: Settings | None = None) -> Admission:
             return json_response({"error": "model not loaded yet"}, 503)
         c = worker.model.contract
         return json_response({"name": worker.name, "model_version": worker.version,
-                              "contract": f"{c.name} v{c.version}", "features": c.features})
+                              "contract": f"{c.name} v{c.version}", "features": c.features,
+                              "threshold": worker.model.threshold})
 
     return Admission(Starlette(routes=[
         Route("/v1/health/live", live),

@@ -22,6 +22,9 @@ BATCH_ROWS = Histogram("model_inference_batch_rows", "Rows per model call after 
 REQUESTS = Counter("model_inference_requests_total",
                    "Prediction requests admitted (shed ones are counted in model_inference_shed_total only).", LABELS)
 ROWS = Counter("model_inference_rows_total", "Rows predicted.", LABELS)
+PREDICTED_POSITIVE = Counter("model_inference_predicted_positive_total",
+                             "Rows decided positive: the positive class's probability at least the model's "
+                             "decision threshold.", LABELS)
 ERRORS = Counter("model_inference_errors_total",
                  "Failed prediction requests: kind=client for rejected requests, kind=server for failures "
                  "inside the server or model.", (*LABELS, "kind"))
@@ -59,7 +62,7 @@ def initialise(model: str, version: str, role: str) -> None:
         ERRORS.labels(model, version, role, kind)
     for reason in ("queue_full", "write_failed"):
         LOG_DROPPED.labels(model, version, role, reason)
-    for metric in (REQUESTS, ROWS, SHED, LOG_WRITTEN, LOG_FAILURES):
+    for metric in (REQUESTS, ROWS, PREDICTED_POSITIVE, SHED, LOG_WRITTEN, LOG_FAILURES):
         metric.labels(model, version, role)
 
 

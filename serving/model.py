@@ -16,6 +16,7 @@ import pandas as pd
 import sklearn
 
 from components import contract as contract_mod
+from components import decision as decision_mod
 from components.contract import Contract
 from components.modelfile import MODEL_FILE, ModelIntegrityError, file_sha256, load_model
 from components.registry import registered_sha256
@@ -93,7 +94,8 @@ def pull(model_uri: str, output: str, expected_sha256: str | None = None) -> Mod
         mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(target))
         try:  # refuse what would not load before it replaces anything
             load_model(target, expected_sha256)
-        except ModelIntegrityError as exc:
+            decision_mod.read(target)
+        except (ModelIntegrityError, decision_mod.DecisionError) as exc:
             raise ModelIntegrityError(f"{model_uri}: {exc}") from exc
         info = ModelInfo(name=name or out.name, version=version or "unknown", source=model_uri,
                          model_sha256=expected_sha256 or file_sha256(target / MODEL_FILE))
@@ -120,6 +122,7 @@ class ServedModel:
     reader: RequestReader
     example: pd.DataFrame
 
+    threshold: float = decision_mod.DEFAULT_THRESHOLD  # of the model's decision.json
     preprocessor: preprocess.Preprocessor | None = None  # the pipeline's preprocessing in numpy
 
     @cached_property
@@ -127,15 +130,25 @@ class ServedModel:
         """The probability column of the contract's positive class."""
         return positive_index(self.estimator.classes_, self.contract)
 
+    @cached_property
+    def outcomes(self) -> np.ndarray:
+        """The model's classes as [negative, positive], to index with each row's decision."""
+        return self.estimator.classes_[[1 - self.positive, self.positive]]
+
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        """Each row decided positive: its positive-class probability is at least the threshold."""
+        return proba >= self.threshold
+
     def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(labels, positive-class probabilities), labels as the estimator's own predict gives them."""
+        """(labels decided at the threshold, as the estimator's classes hold them; positive-class probabilities)."""
         # the request checks already rejected non-finite values; skip sklearn's per-step re-checks
         with sklearn.config_context(assume_finite=True):
             if self.preprocessor is None:
                 proba = self.estimator.predict_proba(frame[self.contract.feature_columns])
             else:
                 proba = self.estimator[-1].predict_proba(self.preprocessor.transform(frame))
-        return self.estimator.classes_[proba.argmax(axis=1)], np.ascontiguousarray(proba[:, self.positive])
+        positive = np.ascontiguousarray(proba[:, self.positive])
+        return self.outcomes[self.decide(positive).astype(np.intp)], positive
 
     def use_numpy_preprocessing(self, rows: pd.DataFrame) -> bool:
         """Preprocess in numpy (serving.preprocess) rather than through scikit-learn, whose input checks
@@ -158,6 +171,7 @@ def load(model_path: str, name: str | None = None, version: str | None = None, s
          expected_sha256: str | None = None) -> ServedModel:
     """Load the model folder `model_path` (its link resolved once), then warm up on its input example.
 
+    Its threshold is decision.json's (DEFAULT_THRESHOLD without one; a malformed one is an error naming it).
     The model file must hash to `expected_sha256` (MODEL_SHA256, set by the deployment or by the server
     for a version it pinned); without it, to the hash its pull record was verified against; a folder
     with neither is loaded unchecked, with a warning. Either way only skops and the trusted types load.
@@ -186,10 +200,11 @@ def load(model_path: str, name: str | None = None, version: str | None = None, s
         spec = contract_mod.load(schema_uri)
     else:
         raise FileNotFoundError(f"{folder} holds no {contract_mod.MODEL_FILE}; give SCHEMA_URI")
+    threshold = decision_mod.threshold_of(decision_mod.read(folder))
     example = Model.load(str(folder)).load_input_example(str(folder))
-    served = ServedModel(info, estimator, spec, RequestReader(spec), example)
+    served = ServedModel(info, estimator, spec, RequestReader(spec), example, threshold)
     served.use_numpy_preprocessing(example)
     served.predict(example)  # warm-up: the first prediction pays for lazy initialisation
-    log.info("model %s version %s loaded from %s (pid %d); sha256 checked against %s", info.name, info.version,
-             folder, os.getpid(), checked)
+    log.info("model %s version %s loaded from %s (pid %d), threshold %g; sha256 checked against %s", info.name,
+             info.version, folder, os.getpid(), threshold, checked)
     return served

@@ -196,6 +196,38 @@ def test_numpy_preprocessing_gives_the_pipelines_own_probabilities(contract, tra
     assert not bare.use_numpy_preprocessing(rows.head(5)) and bare.preprocessor is None
 
 
+@pytest.mark.parametrize("positive, negative", [(1, 0), ("fraud", "legit"), (True, False)])
+def test_rows_from_the_threshold_on_are_the_positive_class(contract, transactions, positive, negative):
+    """The rows just below and exactly at the threshold get opposite labels, the training data's own values (a
+    positive class that sorts first included), through numpy preprocessing and scikit-learn alike."""
+    from dataclasses import replace
+
+    from components.train.logic import build_pipeline
+    from serving.model import ModelInfo, ServedModel
+
+    spec = replace(contract, positive_class=positive)
+    labels = transactions["is_fraud"].map({1: positive, 0: negative})
+    pipeline = build_pipeline(spec, "hist_gradient_boosting", {"max_iter": 20}, 0)
+    pipeline.fit(transactions[spec.feature_columns], labels)
+    rows = transactions[spec.feature_columns].head(400)
+    proba = pipeline.predict_proba(rows)[:, list(pipeline.classes_).index(positive)]
+    ranked = np.unique(proba[proba < 0.5])  # a threshold below 0.5: argmax would decide otherwise
+    below, at = ranked[len(ranked) // 2 - 1], ranked[len(ranked) // 2]
+    want = np.where(proba >= at, positive, negative)
+    assert ((proba >= at) & (proba < 0.5)).any()
+    pair = rows.iloc[[np.flatnonzero(proba == below)[0], np.flatnonzero(proba == at)[0]]]
+    for numpy_path in (True, False):
+        served = ServedModel(ModelInfo("m", "1", "test"), pipeline, spec, RequestReader(spec), rows.head(5), at)
+        assert served.use_numpy_preprocessing(rows.head(5)) if numpy_path else served.preprocessor is None
+        predicted, probabilities = served.predict(rows)
+        np.testing.assert_array_equal(probabilities, proba)
+        assert predicted.tolist() == want.tolist() and predicted.dtype == pipeline.classes_.dtype
+        assert served.predict(pair)[0].tolist() == [negative, positive]
+        assert served.decide(probabilities).sum() == (want == positive).sum()
+    default = ServedModel(ModelInfo("m", "1", "test"), pipeline, spec, RequestReader(spec), rows.head(5))
+    assert default.predict(rows)[0].tolist() == pipeline.predict(rows).tolist()  # no decision.json: 0.5
+
+
 class FlakyFileSystem(LocalFileSystem):
     """A real local store, under the `flaky://` protocol, that refuses the next `failures` file writes."""
 
