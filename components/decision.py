@@ -142,3 +142,20 @@ def read(folder: str | Path) -> dict | None:
 
 def threshold_of(decision: dict | None) -> float:
     return DEFAULT_THRESHOLD if decision is None else float(decision["threshold"])
+
+
+def summary_lines(evaluation: dict) -> list[str]:
+    """From an evaluation (evaluate_model's JSON): where the candidate and the production model decide, and what
+    that catches and costs on the holdout; for the reports, the run summary and the demo."""
+    base = evaluation["baseline"]
+    models = [("candidate", evaluation["metrics"], evaluation.get("decision"), None)]
+    if base.get("production_model") and not base.get("error"):
+        models.append((base["source"], base["metrics"], base.get("decision"), base.get("note")))
+    lines = []
+    for who, metrics, chosen, note in models:
+        how = (f"{chosen['objective']} threshold {chosen['threshold']:.4g}" if chosen
+               else f"threshold {threshold_of(None):.4g} (no decision.json)")
+        shown = ", ".join(f"{m.replace('_', ' ')} {metrics[m]:.4f}" for m in
+                          ("precision", "recall", "flag_rate", "expected_cost") if metrics.get(m) is not None)
+        lines.append(f"{who}: {how}; {shown}" + (f" ({note})" if note else ""))
+    return lines

@@ -8,12 +8,17 @@ from dataclasses import dataclass
 from components.contract import Contract
 
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision")
-# What both the candidate and the production model are measured on (the latter as the baseline).
-SHARED_METRICS = CLASSIFICATION_METRICS + ("latency_p95_ms", "latency_p95_ms_batch32", "memory_mb",
-                                           "max_slice_recall_gap")
-METRICS = SHARED_METRICS + ("model_size_mb", "feature_importance_stability", "edge_cases_passed")
+# Where a model decides (components.decision) and what its decisions cost; `expected_cost` with the candidate's
+# costs for both models, whatever their objective.
+DECISION_METRICS = ("threshold", "flag_rate", "expected_cost", "brier_score")
+# What both the candidate and the production model are measured on (the latter as the baseline); the
+# thresholded ones at each model's own threshold.
+SHARED_METRICS = CLASSIFICATION_METRICS + DECISION_METRICS + ("latency_p95_ms", "latency_p95_ms_batch32",
+                                                              "memory_mb", "max_slice_recall_gap")
+METRICS = SHARED_METRICS + ("flag_rate_ratio", "model_size_mb", "feature_importance_stability",
+                            "edge_cases_passed")
 # Defined only against a production model: not applicable (rather than missing) while there is none.
-BASELINE_ONLY = ("feature_importance_stability",)
+BASELINE_ONLY = ("flag_rate_ratio", "feature_importance_stability")
 
 
 @dataclass(frozen=True)

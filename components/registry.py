@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from components import decision
 from components.contract import Contract
 from components.modelfile import ModelIntegrityError, load_model
 
@@ -50,6 +51,7 @@ class Champion:
     contract: Contract
     importances: dict[str, float] | None
     importances_error: str | None = None  # why the recorded importances could not be loaded
+    decision: dict | None = None  # its decision.json; None: registered before decisions, decided at 0.5
 
 
 def registered_sha256(client: MlflowClient, name: str, version: str) -> str:
@@ -106,4 +108,4 @@ def champion(tracking_uri: str, name: str, alias: str = "production", registry_u
             importances_error = (f"the feature importances of production v{mv.version} could not be loaded: "
                                  f"{type(exc).__name__}: {exc}")
     return Champion(version=str(mv.version), run_id=mv.run_id, model=model, contract=spec, importances=importances,
-                    importances_error=importances_error)
+                    importances_error=importances_error, decision=decision.read(folder))

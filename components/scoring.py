@@ -14,7 +14,7 @@ from sklearn import metrics as skm
 
 from components.contract import Contract
 
-THRESHOLD = 0.5  # a row is predicted positive when the positive class's probability reaches this
+THRESHOLD = 0.5  # grid search and a model without a decision: positive when the probability reaches this
 
 # name -> (metric of (0/1 labels, predictions), whether it takes the probability (else 0/1 predictions))
 SCORES = {
@@ -59,11 +59,12 @@ def is_positive(labels, contract: Contract) -> np.ndarray:
     return (np.asarray(labels, dtype=object) == contract.positive_class).astype(int)
 
 
-def score(name: str, positive, proba) -> float:
-    """Metric `name` of 0/1 labels against the positive class's probability (thresholded where it needs labels)."""
+def score(name: str, positive, proba, threshold: float = THRESHOLD) -> float:
+    """Metric `name` of 0/1 labels against the positive class's probability (decided positive at `threshold`
+    where it needs decisions)."""
     metric, takes_proba = SCORES[name]
     proba = np.asarray(proba, dtype="float64")
-    return float(metric(positive, proba if takes_proba else (proba >= THRESHOLD).astype(int)))
+    return float(metric(positive, proba if takes_proba else (proba >= threshold).astype(int)))
 
 
 def scorer(name: str, contract: Contract):

@@ -39,6 +39,13 @@ class TrainingRun:
     gate: dict
     registration: dict | None
     deployment: dict | None
+    evaluation: dict | None = None  # what evaluate_model wrote: metrics, decision, baseline
+
+    def decision_lines(self) -> list[str]:
+        """Where the candidate and production decide, and what that catches and costs on the holdout."""
+        from components.decision import summary_lines
+
+        return summary_lines(self.evaluation) if self.evaluation else []
 
 
 @dataclass
@@ -149,7 +156,8 @@ def run_training(data_uri: str, settings: config_defaults.TrainingDefaults, home
                        rows=int(validated["parameterValues"]["rows"]), steps=step_seconds(log),
                        gate=_read_json(run_dir / "quality-gate" / "gate_report"),
                        registration=_read_json(run_dir / "register-model" / "registration"),
-                       deployment=_read_json(run_dir / "deploy-model" / "deployment" / "deployment.json"))
+                       deployment=_read_json(run_dir / "deploy-model" / "deployment" / "deployment.json"),
+                       evaluation=_read_json(run_dir / "evaluate-model" / "evaluation"))
 
 
 def run_drift_check(log_uri: str, settings: config_defaults.DriftDefaults, home: Path,
@@ -208,6 +216,7 @@ def summary(run: TrainingRun, data_uri: str, settings: config_defaults.TrainingD
     steps = ", ".join(f"{name} {sec:.1f} s" for name, sec in run.steps.items())
     lines = [f"Training pipeline finished in {run.seconds:.1f} s ({steps})", f"outputs: {run.run_dir}",
              f"data: {data_uri}: {run.rows:,} rows, valid", "",
+             *(f"decision of {line}" for line in run.decision_lines()), "",
              f"quality gate: {'PASSED' if run.gate['passed'] else 'FAILED'}",
              f"  {'metric':<28} {'value':>10}  {'threshold':<28} {'baseline':>9}  verdict"]
     for row in run.gate["gates"]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from components.decision import DecisionError, check_decision
 from components.deploy.online import online_of
 from components.drift import DriftError
 from components.drift.logic import check_config as check_drift_config
@@ -144,6 +145,7 @@ class TrainingDefaults:
     tracking_uri: str
     model_name: str
     training_config: dict
+    decision: dict  # the decision policy (components.decision), checked
     quality_gates: dict
     baseline_metrics: dict
     deployment_target: str
@@ -190,10 +192,10 @@ def load(config: str | Path = CONFIG, gates: str | Path = GATES, baseline: str |
     """Read and check the config files (relative paths against `root`)."""
     config, gates, baseline, drift = (Path(root, p) for p in (config, gates, baseline, drift))
     doc = read_yaml(config)
-    unknown = sorted(set(doc) - {"data", "registry", "training", "deploy", "resources"})
+    unknown = sorted(set(doc) - {"data", "registry", "training", "decision", "deploy", "resources"})
     if unknown:
         raise ConfigError(f"{config}: unknown top-level key(s) {unknown}; expected data, registry, training, "
-                          "deploy, resources")
+                          "decision (optional), deploy, resources")
     data = _section(doc, config, "data", {"schema_uri"})
     registry = _section(doc, config, "registry", {"tracking_uri", "model_name"})
     deploy = check_deploy(_section(doc, config, "deploy", {"target", "namespace", "rollout_name", "timeout_minutes"}),
@@ -202,14 +204,15 @@ def load(config: str | Path = CONFIG, gates: str | Path = GATES, baseline: str |
     gates_doc = read_yaml(gates)
     baseline_doc = read_yaml(baseline)
     try:
+        policy = check_decision(doc.get("decision"), f"{config}: decision")
         check_config(doc.get("training"), f"{config} (training)")
         check_gates(gates_doc, str(gates))
         online_of(gates_doc, str(gates))
-    except (TrainingConfigError, GateConfigError) as exc:
+    except (TrainingConfigError, GateConfigError, DecisionError) as exc:
         raise ConfigError(str(exc)) from exc
     check_baseline(baseline_doc, baseline)
     return TrainingDefaults(schema_uri=data["schema_uri"], tracking_uri=registry["tracking_uri"],
-                            model_name=registry["model_name"], training_config=doc["training"],
+                            model_name=registry["model_name"], training_config=doc["training"], decision=policy,
                             quality_gates=gates_doc, baseline_metrics=baseline_doc,
                             deployment_target=deploy["target"], namespace=deploy["namespace"],
                             rollout_name=deploy["rollout_name"], timeout_minutes=float(deploy["timeout_minutes"]),

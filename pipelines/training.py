@@ -47,6 +47,7 @@ def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE, git_commit: st
         registry_uri: str = defaults.registry_uri,
         model_name: str = defaults.model_name,
         training_config: dict = defaults.training_config,
+        decision: dict = defaults.decision,
         quality_gates: dict = defaults.quality_gates,
         baseline_metrics: dict = defaults.baseline_metrics,
         git_commit: str = git_commit,
@@ -59,7 +60,7 @@ def build(defaults: TrainingDefaults, image: str = DEFAULT_IMAGE, git_commit: st
     ):
         validate = validate_op(data_uri=data_uri, schema_uri=schema_uri).set_display_name("Validate data")
         train = train_op(validated=validate.outputs["validated"], schema_uri=schema_uri,
-                         training_config=training_config,
+                         training_config=training_config, decision=decision,
                          profile_bins=defaults.profile_bins).set_display_name("Train model")
         evaluate = evaluate_op(model=train.outputs["model"], holdout=train.outputs["holdout"],
                                importances=train.outputs["importances"],

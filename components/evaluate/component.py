@@ -1,5 +1,5 @@
 """evaluate_model: holdout metrics, latency, size, stability and edge cases against the baseline."""
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components.image import component
 
@@ -20,14 +20,17 @@ def evaluate_model(
     classification: Output[ClassificationMetrics],
     comparison: Output[Markdown],
     evaluation: Output[Artifact],
+    precision_recall: Output[HTML],
 ):
-    """Compare with the registry's production model on the same holdout, else with `baseline_metrics`.
+    """Compare with the registry's production model on the same holdout, else with `baseline_metrics`; each
+    model decides at its own threshold (decision.json in its folder), both are costed with the candidate's costs.
 
-    Slices come from `quality_gates`; a production model that fails to load is recorded as the baseline's error."""
+    Slices come from `quality_gates`; a production model that fails to load is recorded as the baseline's error.
+    `precision_recall` plots the candidate's curve with its chosen point."""
     import json
 
-    from components import contract, dataio, modelfile, registry
-    from components.evaluate import logic
+    from components import contract, dataio, decision, modelfile, registry
+    from components.evaluate import logic, report
     from components.gates import check_gates
 
     registry_uri = registry.resolve_registry_uri(tracking_uri, registry_uri)  # a wrong one fails here, loudly
@@ -37,7 +40,7 @@ def evaluate_model(
     with open(importances.path) as fh:
         candidate_importances = json.load(fh)
     baseline = logic.choose_baseline(lambda: registry.champion(tracking_uri, model_name, registry_uri=registry_uri),
-                                     frame, spec, baseline_metrics, slices)
+                                     frame, spec, baseline_metrics, slices, decision.read(model.path))
     # the candidate too is loaded only as saved: skops, bytes checked against what train_model recorded
     result = logic.evaluate(modelfile.load_model(model.path, model_sha256), model.path, frame, spec,
                             candidate_importances, baseline, slices)
@@ -51,3 +54,5 @@ def evaluate_model(
         fh.write(result.to_markdown())
     with open(evaluation.path, "w") as fh:
         json.dump(result.to_dict(), fh, indent=2)
+    with open(precision_recall.path, "w") as fh:
+        fh.write(report.render_precision_recall(result.pr_curve, result.metrics, f"Precision-recall of {model_name}"))

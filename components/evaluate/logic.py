@@ -16,6 +16,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn import metrics as skm
 
+from components import decision
 from components.contract import Contract
 from components.metrics import CLASSIFICATION_METRICS, METRICS, Slices, metric_text
 from components.scoring import THRESHOLD, class_names, is_positive, positive_probability, score
@@ -34,10 +35,13 @@ class Baseline:
     error: str | None = None                     # why the production model could not be loaded or scored
     missing: dict[str, str] = field(default_factory=dict)  # its metrics that could not be computed, and why
     importances_error: str | None = None
+    decision: dict | None = None                 # the production model's decision; None: none recorded
+    note: str | None = None                      # how it was measured, when that is not its own decision
 
     def to_dict(self) -> dict:
         return {"source": self.source, "version": self.version, "production_model": self.production_model,
-                "error": self.error, "metrics": self.metrics, "missing": self.missing}
+                "error": self.error, "metrics": self.metrics, "missing": self.missing, "decision": self.decision,
+                "note": self.note}
 
 
 @dataclass
@@ -50,15 +54,20 @@ class Evaluation:
     roc_curve: dict[str, list[float]] | None
     slices: list[dict] = field(default_factory=list)
     edge_cases: list[dict] = field(default_factory=list)
+    decision: dict | None = None                 # the candidate's decision (decision.json); None: 0.5
+    pr_curve: dict[str, list[float]] | None = None  # precision, recall, threshold (for the plot)
 
     def to_dict(self) -> dict:
         return {"metrics": self.metrics, "missing": self.missing, "baseline": self.baseline.to_dict(),
-                "class_names": self.class_names, "slices": self.slices, "edge_cases": self.edge_cases}
+                "class_names": self.class_names, "slices": self.slices, "edge_cases": self.edge_cases,
+                "decision": self.decision}
 
     def to_markdown(self) -> str:
         lines = [f"## Evaluation against {self.baseline.source}", ""]
         if self.baseline.error:
             lines += [f"**Baseline error:** {self.baseline.error}", ""]
+        decided = decision.summary_lines(self.to_dict())
+        lines += ["Decisions on the holdout:", "", *(f"- {line}" for line in decided), ""]
         lines += ["| metric | candidate | baseline | delta | note |", "|---|---|---|---|---|"]
         for name in METRICS:
             value, base = self.metrics.get(name), self.baseline.metrics.get(name)
@@ -95,24 +104,26 @@ def _finite(compute) -> tuple[float | None, str | None]:
     return (value, None) if math.isfinite(value) else (None, f"not computed: the result is {value}")
 
 
-def _undefined(name: str, y: np.ndarray, proba: np.ndarray) -> str | None:
+def _undefined(name: str, y: np.ndarray, proba: np.ndarray, threshold: float) -> str | None:
     """Why metric `name` is undefined on these rows (scikit-learn would answer 0 or NaN), or None."""
     if name in ("recall", "average_precision") and not y.any():
         return "not computed: no rows of the positive class"
-    if name == "precision" and not (proba >= THRESHOLD).any():
+    if name == "precision" and not (proba >= threshold).any():
         return "not computed: no row predicted positive"
     if name == "roc_auc" and (y.all() or not y.any()):
         return "not computed: needs rows of both classes"
     return None
 
 
-def classification_metrics(y_true, proba, names=CLASSIFICATION_METRICS) -> tuple[dict[str, float], dict[str, str]]:
-    """(metric -> value, metric -> why it is missing) of 0/1 labels against the positive class's probability."""
+def classification_metrics(y_true, proba, names=CLASSIFICATION_METRICS,
+                           threshold: float = THRESHOLD) -> tuple[dict[str, float], dict[str, str]]:
+    """(metric -> value, metric -> why it is missing) of 0/1 labels against the positive class's probability,
+    the thresholded ones deciding positive at `threshold`."""
     y_true, proba = np.asarray(y_true), np.asarray(proba)
     values, missing = {}, {}
     for name in names:
-        reason = _undefined(name, y_true, proba)
-        value, reason = (None, reason) if reason else _finite(lambda: score(name, y_true, proba))
+        reason = _undefined(name, y_true, proba, threshold)
+        value, reason = (None, reason) if reason else _finite(lambda: score(name, y_true, proba, threshold))
         if reason:
             missing[name] = reason
         else:
@@ -155,7 +166,7 @@ def memory_mb(model, frame: pd.DataFrame, contract: Contract, rows: int = MEMORY
 
 
 def slice_table(frame: pd.DataFrame, positive: np.ndarray, proba: np.ndarray, columns: list[str],
-                slices: Slices) -> list[dict]:
+                slices: Slices, threshold: float = THRESHOLD) -> list[dict]:
     """Recall, precision and ROC AUC per value of each column (None where undefined, with the reason)."""
     table = []
     for column in columns:
@@ -165,7 +176,7 @@ def slice_table(frame: pd.DataFrame, positive: np.ndarray, proba: np.ndarray, co
             row = {"column": column, "value": "(missing)" if pd.isna(value) else str(value), "rows": len(idx),
                    "positives": int(y.sum()),
                    "gated": bool(len(idx) >= slices.min_rows and y.sum() >= slices.min_positives)}
-            found, row["missing"] = classification_metrics(y, p, SLICE_METRICS)
+            found, row["missing"] = classification_metrics(y, p, SLICE_METRICS, threshold)
             row.update({name: found.get(name) for name in SLICE_METRICS})
             table.append(row)
     return table
@@ -236,15 +247,27 @@ def directory_size_mb(path: str) -> float:
 
 
 def measure(model, holdout: pd.DataFrame, contract: Contract, y: np.ndarray, slice_columns: list[str],
-            slices: Slices):
-    """The shared metrics of a model (scored with its own `contract`) against the holdout's 0/1 labels `y`:
-    (values, missing reasons, slice table, probabilities)."""
+            slices: Slices, threshold: float = THRESHOLD, policy: dict | None = None):
+    """The shared metrics of a model (scored with its own `contract`) against the holdout's 0/1 labels `y`,
+    deciding at `threshold`, its decisions costed with `policy`'s costs when it names them: (values, missing
+    reasons, slice table, probabilities)."""
     proba = positive_probability(model, holdout, contract)
-    values, missing = classification_metrics(y, proba)
+    values, missing = classification_metrics(y, proba, threshold=threshold)
+    decided = decision.figures(proba, y, threshold, policy or {})
+    values.update(threshold=float(threshold), flag_rate=decided["flag_rate"],
+                  brier_score=_finite(lambda: np.mean((proba - y) ** 2))[0])
+    if "expected_cost" in decided:
+        values["expected_cost"] = decided["expected_cost"]
+    else:
+        missing["expected_cost"] = "not computed: no costs in the decision policy"
+    for name in ("flag_rate", "brier_score"):
+        if values[name] is None:
+            del values[name]
+            missing[name] = "not computed: no rows"
     values["latency_p95_ms"] = latency_p95_ms(model, holdout, contract, batch=1, repeats=200)
     values["latency_p95_ms_batch32"] = latency_p95_ms(model, holdout, contract, batch=32, repeats=50)
     values["memory_mb"] = memory_mb(model, holdout, contract)
-    table = slice_table(holdout, y, proba, slice_columns, slices)
+    table = slice_table(holdout, y, proba, slice_columns, slices, threshold)
     gap, reason = max_slice_recall_gap(values.get("recall"), table, slices)
     if reason:
         missing["max_slice_recall_gap"] = reason
@@ -253,11 +276,41 @@ def measure(model, holdout: pd.DataFrame, contract: Contract, y: np.ndarray, sli
     return values, missing, table, proba
 
 
+def flag_rate_ratio(flag_rate: float | None, baseline: Baseline) -> tuple[float | None, str | None]:
+    """The candidate's flag rate over production's, both on the candidate's holdout."""
+    if baseline.error:
+        return None, baseline.error
+    if not baseline.production_model:
+        return None, "not applicable: no baseline"
+    base = baseline.metrics.get("flag_rate")
+    if flag_rate is None or not base:
+        return None, f"not computed: production flags {metric_text(base)} of the holdout"
+    return flag_rate / base, None
+
+
+def precision_recall(y: np.ndarray, proba: np.ndarray, points: int = 201) -> dict[str, list[float]] | None:
+    """The precision-recall curve, at most `points` points, for the plot; None without both classes."""
+    if y.all() or not y.any():
+        return None
+    precision, recall, thresholds = skm.precision_recall_curve(y, proba)
+    keep = np.unique(np.linspace(0, len(thresholds) - 1, min(len(thresholds), points)).astype(int))
+    return {"precision": precision[keep].tolist(), "recall": recall[keep].tolist(),
+            "threshold": thresholds[keep].tolist()}
+
+
 def evaluate(model, model_dir: str, holdout: pd.DataFrame, contract: Contract,
              importances: dict[str, float], baseline: Baseline, slices: Slices = Slices()) -> Evaluation:
+    """The candidate measured at its own decision (its decision.json in `model_dir`; none: 0.5), beside the
+    baseline."""
+    chosen = decision.read(model_dir)
+    threshold = decision.threshold_of(chosen)
     y = is_positive(holdout[contract.label], contract)
-    measured, missing, table, proba = measure(model, holdout, contract, y, slices.resolve(contract), slices)
+    measured, missing, table, proba = measure(model, holdout, contract, y, slices.resolve(contract), slices,
+                                              threshold, chosen)
     values: dict[str, float | None] = {name: measured.get(name) for name in METRICS}
+    values["flag_rate_ratio"], reason = flag_rate_ratio(measured.get("flag_rate"), baseline)
+    if reason:
+        missing["flag_rate_ratio"] = reason
     values["model_size_mb"] = directory_size_mb(model_dir)
     values["feature_importance_stability"], reason = importance_stability(importances, baseline)
     if reason:
@@ -272,15 +325,16 @@ def evaluate(model, model_dir: str, holdout: pd.DataFrame, contract: Contract,
                "threshold": np.clip(thresholds[keep], 0, 1).tolist()}
     return Evaluation(
         metrics=values, missing=missing, baseline=baseline, class_names=class_names(model.classes_, contract),
-        confusion_matrix=skm.confusion_matrix(y, (proba >= THRESHOLD).astype(int), labels=[0, 1]).tolist(),
-        roc_curve=roc, slices=table, edge_cases=cases,
+        confusion_matrix=skm.confusion_matrix(y, (proba >= threshold).astype(int), labels=[0, 1]).tolist(),
+        roc_curve=roc, slices=table, edge_cases=cases, decision=chosen, pr_curve=precision_recall(y, proba),
     )
 
 
 def choose_baseline(load_champion, holdout: pd.DataFrame, contract: Contract, fallback: dict[str, float],
-                    slices: Slices = Slices()) -> Baseline:
+                    slices: Slices = Slices(), policy: dict | None = None) -> Baseline:
     """The production model (from `load_champion()`, None when there is none) measured on the candidate's
-    holdout, like for like, with its own contract; the baseline metrics file when there is no production
+    holdout, like for like, with its own contract, at its own threshold (0.5 without a decision.json), its
+    decisions costed with the candidate's `policy`; the baseline metrics file when there is no production
     model or it needs columns the data lacks. A production model that fails to load or score is an error,
     never "no baseline"."""
     columns = slices.resolve(contract)
@@ -292,14 +346,17 @@ def choose_baseline(load_champion, holdout: pd.DataFrame, contract: Contract, fa
     if champion is None:
         return Baseline(source="baseline metrics (no production model yet)", metrics=fallback)
     known = {"version": champion.version, "production_model": True, "importances": champion.importances,
-             "importances_error": champion.importances_error}
+             "importances_error": champion.importances_error, "decision": champion.decision,
+             "note": None if champion.decision else (f"production v{champion.version} has no decision.json: "
+                                                     f"measured at {decision.DEFAULT_THRESHOLD}")}
     missing = [c for c in champion.contract.feature_columns if c not in holdout.columns]
     if missing:
         return Baseline(source=f"baseline metrics (production v{champion.version} needs columns {missing})",
                         metrics=fallback, **known)
     try:
         scores, reasons, *_ = measure(champion.model, holdout, champion.contract,
-                                      is_positive(holdout[contract.label], contract), columns, slices)
+                                      is_positive(holdout[contract.label], contract), columns, slices,
+                                      decision.threshold_of(champion.decision), policy)
     except Exception as exc:  # as above: an error, recorded, that fails the gates needing the baseline
         return Baseline(source=f"production v{champion.version} (failed to score)", metrics={}, **known,
                         error=f"production v{champion.version} could not be scored on the holdout: "

@@ -104,6 +104,8 @@ def evaluate_gates(gates: Gates, evaluation: dict) -> GateResult:
             verdict, reason = "not applicable", NOT_APPLICABLE  # nothing but the missing baseline was asked
         else:
             verdict, reason = "pass", "; ".join(["within bounds", *notes])
+        if "comparison" in gate and base is not None and baseline.get("note"):
+            reason += f"; {baseline['note']}"  # e.g. a production model without decision.json, measured at 0.5
         rows.append({"metric": metric, "value": value, "threshold": ", ".join(thresholds), "baseline": base,
                      "verdict": verdict, "reason": reason})
     return GateResult(passed=all(r["verdict"] != "fail" for r in rows), rows=rows)

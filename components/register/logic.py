@@ -20,7 +20,7 @@ from mlflow.entities import Metric, Param
 from mlflow.entities.model_registry.model_version_status import ModelVersionStatus
 from mlflow.exceptions import MlflowException
 
-from components import lifecycle, registry
+from components import decision, lifecycle, registry
 from components.modelfile import MODEL_FILE, file_sha256
 from components.profile import PROFILE_FILE, PROFILE_TAG, profile_sha256
 from components.registry import IMPORTANCES_ARTIFACT, ensure_experiment
@@ -151,8 +151,11 @@ def register(tracking_uri: str, name: str, model_dir: str, lineage: dict[str, st
     if existing:  # an earlier attempt created the version, then stopped before the alias
         run_id = existing[0].run_id or ""
     else:
+        chosen = decision.read(model_dir)
         lineage = {**lineage, "model_sha256": digest, "content_sha256": content,
-                   PROFILE_TAG: profile_sha256(Path(reference_profile).read_bytes())}
+                   PROFILE_TAG: profile_sha256(Path(reference_profile).read_bytes()),
+                   "decision_threshold": f"{decision.threshold_of(chosen):.6g}",
+                   "decision_objective": chosen["objective"] if chosen else "none (threshold 0.5)"}
         attempt = uuid.uuid4().hex
         experiment_id = ensure_experiment(client, name)
         run_id, new_run = _run_for(client, experiment_id, digest, lineage, metrics, config,

@@ -11,6 +11,7 @@ def train_model(
     validated: Input[Dataset],
     schema_uri: str,
     training_config: dict,
+    decision: dict,
     model: Output[Model],
     holdout: Output[Dataset],
     train_metrics: Output[Metrics],
@@ -18,8 +19,9 @@ def train_model(
     reference_profile: Output[Artifact],
     profile_bins: int = 10,
 ) -> NamedTuple("TrainOutputs", model_sha256=str, config_sha256=str):
-    """Fit on a stratified split; write the MLflow model, the holdout, permutation importances and the
-    reference profile of the training split's raw features (what drift is measured against)."""
+    """Fit on a stratified split and choose the decision threshold of `decision` (components.decision); write
+    the MLflow model with its decision.json, the holdout, permutation importances and the reference profile of
+    the training split's raw features (what drift is measured against)."""
     import json
 
     from components import contract, dataio
@@ -27,13 +29,16 @@ def train_model(
     from components.train import logic
 
     spec = contract.load(schema_uri)
-    result = logic.train(dataio.read_table(validated.path), spec, training_config)
+    result = logic.train(dataio.read_table(validated.path), spec, training_config, decision)
     digest = logic.save_model(result, spec, model.path)
     model.metadata.update({"framework": "mlflow.sklearn", "model_sha256": digest,
                            "estimator": training_config["estimator"], "best_params": result.best_params})
     dataio.write_table(result.holdout, holdout.path)
     train_metrics.log_metric("train_rows", len(result.train))
     train_metrics.log_metric("holdout_rows", len(result.holdout))
+    train_metrics.log_metric("decision_threshold", result.decision["threshold"])
+    print(f"decision: {result.decision['objective']} threshold {result.decision['threshold']:.6g} "
+          f"(validation: {json.dumps(result.decision['validation'])})")
     if result.cv_score is not None:
         train_metrics.log_metric("cv_score", result.cv_score)
     with open(importances.path, "w") as fh:

@@ -14,15 +14,15 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.impute import SimpleImputer
 from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_predict, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from components import modelfile
+from components import decision, modelfile
 from components.contract import MODEL_FILE as CONTRACT_FILE
 from components.contract import Contract
 from components.numbers import finite_number, is_int, whole_numbers
-from components.scoring import SCORES, is_positive, scorer
+from components.scoring import SCORES, is_positive, positive_index, positive_probability, scorer
 
 ESTIMATORS = {
     "hist_gradient_boosting": HistGradientBoostingClassifier,
@@ -125,6 +125,12 @@ def build_pipeline(contract: Contract, estimator: str, params: dict, seed: int) 
     return Pipeline([("preprocess", pre), ("model", cls(**kwargs))])
 
 
+# Where the threshold is tuned: a stratified validation split of the training split, VALIDATION_SHARE of it or
+# more, so that it holds MIN_VALIDATION_POSITIVES rows of the positive class; when that would take more than
+# MAX_VALIDATION_SHARE, out-of-fold predictions of the whole training split (OUT_OF_FOLD folds) instead.
+VALIDATION_SHARE, MAX_VALIDATION_SHARE, MIN_VALIDATION_POSITIVES, OUT_OF_FOLD = 0.2, 0.5, 200, 5
+
+
 @dataclass
 class TrainResult:
     pipeline: Pipeline
@@ -133,6 +139,7 @@ class TrainResult:
     best_params: dict
     cv_score: float | None
     importances: dict[str, float]
+    decision: dict  # the policy, the threshold it chose and the validation figures (components.decision)
 
 
 def _sample(df: pd.DataFrame, label: str, max_rows: int | None, seed: int) -> pd.DataFrame:
@@ -154,11 +161,43 @@ def check_labels(df: pd.DataFrame, contract: Contract) -> None:
                          f"label column {label!r}; values found: {found}")
 
 
-def train(df: pd.DataFrame, contract: Contract, config: dict) -> TrainResult:
-    """Stratified split, optional grid search on a sample, refit on the whole training split.
+def fit_and_tune(pipeline: Pipeline, train_df: pd.DataFrame, contract: Contract, policy: dict,
+                 seed: int) -> dict:
+    """Fit `pipeline` and choose its threshold on predictions the holdout never contributed to; the decision.
+
+    `fixed`: fit on the whole training split, nothing to tune. Otherwise on a validation split carved from the
+    training split (the served model is fit without it), or, when the training split has too few positives
+    for one, on out-of-fold predictions of the whole training split (the served model is fit on all of it)."""
+    features, label = contract.feature_columns, contract.label
+    if policy["objective"] == "fixed":
+        pipeline.fit(train_df[features], train_df[label])
+        return {**policy, "validation": None}
+    positives = int(is_positive(train_df[label], contract).sum())
+    share = max(VALIDATION_SHARE, MIN_VALIDATION_POSITIVES / max(positives, 1))
+    if share <= MAX_VALIDATION_SHARE:
+        fit_df, validation = train_test_split(train_df, test_size=share, stratify=train_df[label],
+                                              random_state=seed)
+        pipeline.fit(fit_df[features], fit_df[label])
+        probability = positive_probability(pipeline, validation, contract)
+        positive, method = is_positive(validation[label], contract), "validation_split"
+    else:
+        folds = StratifiedKFold(OUT_OF_FOLD, shuffle=True, random_state=seed)
+        proba = cross_val_predict(pipeline, train_df[features], train_df[label], cv=folds, method="predict_proba")
+        probability = proba[:, positive_index(np.unique(train_df[label]), contract)]
+        positive, method = is_positive(train_df[label], contract), f"out_of_fold_{OUT_OF_FOLD}"
+        pipeline.fit(train_df[features], train_df[label])
+    threshold = decision.tune(probability, positive, policy)
+    figures = decision.figures(probability, positive, threshold, policy)
+    return {**policy, "threshold": threshold, "validation": {"method": method, **figures}}
+
+
+def train(df: pd.DataFrame, contract: Contract, config: dict, policy: dict | None = None) -> TrainResult:
+    """Stratified split, optional grid search on a sample, then the fit and the decision threshold of
+    `policy` (components.decision; default: fixed at 0.5) by fit_and_tune.
 
     Every score (grid search, permutation importance) is of the contract's positive class.
     """
+    policy = decision.check_decision(policy)
     config = check_config(config)
     seed = int(config["seed"])
     label = contract.label
@@ -183,7 +222,7 @@ def train(df: pd.DataFrame, contract: Contract, config: dict) -> TrainResult:
         best_params = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
         cv_score = float(search.best_score_)
         pipeline.set_params(**search.best_params_)
-    pipeline.fit(train_df[features], train_df[label])
+    chosen = fit_and_tune(pipeline, train_df, contract, policy, seed)
 
     imp_cfg = config.get("importance") or {}
     imp_df = _sample(holdout, label, imp_cfg.get("max_rows"), seed)
@@ -193,7 +232,7 @@ def train(df: pd.DataFrame, contract: Contract, config: dict) -> TrainResult:
     not_finite = sorted(f for f, v in importances.items() if not np.isfinite(v))
     if not_finite:
         raise ValueError(f"permutation importance is not finite for {not_finite}")
-    return TrainResult(pipeline, train_df, holdout, best_params, cv_score, importances)
+    return TrainResult(pipeline, train_df, holdout, best_params, cv_score, importances, chosen)
 
 
 def save_model(result: TrainResult, contract: Contract, path: str) -> str:
@@ -222,9 +261,11 @@ def save_model(result: TrainResult, contract: Contract, path: str) -> str:
         result.pipeline, path, serialization_format="skops", skops_trusted_types=sorted(untrusted),
         signature=signature, input_example=example,
         pip_requirements=[f"{p}=={version(p)}" for p in ("mlflow", "scikit-learn", "skops", "pandas")],
-        metadata={"content_sha256": content_sha256(result.pipeline),
+        metadata={"content_sha256": content_sha256(result.pipeline, result.decision),
                   "contract": f"{contract.name} v{contract.version}"})
     contract.save(f"{path}/{CONTRACT_FILE}")
+    decision.write(path, {k: v for k, v in result.decision.items() if k not in ("threshold", "validation")},
+                   result.decision["threshold"], result.decision["validation"])
     # skops files differ byte for byte between saves of one model; this save's hash is what the registry
     # records as model_sha256 (here for reading only: loading checks the registry's tag)
     digest = modelfile.file_sha256(f"{path}/{modelfile.MODEL_FILE}")
@@ -234,10 +275,11 @@ def save_model(result: TrainResult, contract: Contract, path: str) -> str:
     return digest
 
 
-def content_sha256(pipeline: Pipeline) -> str:
-    """Hash of the fitted estimator's content (arrays by value): same data and config, same hash, whatever
-    the bytes of a save. Registration finds an already registered model by it."""
-    return NumpyHasher(hash_name="sha256").hash(pipeline)
+def content_sha256(pipeline: Pipeline, chosen: dict) -> str:
+    """Hash of the fitted estimator's content (arrays by value) and of its decision (policy and threshold):
+    same data and config, same hash, whatever the bytes of a save; a change of costs alone is a new model.
+    Registration finds an already registered model by it."""
+    return NumpyHasher(hash_name="sha256").hash((pipeline, {k: v for k, v in chosen.items() if k != "validation"}))
 
 
 def config_sha256(config: dict) -> str:

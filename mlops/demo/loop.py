@@ -251,6 +251,7 @@ def summary(home: Path, record: Record, traffic: Traffic | None, switch: Switch,
                                                                    "recall", "latency_p95_ms")
                           if m in gates and gates[m]["value"] is not None)
         lines.append(f"  {label}: {'PASSED' if run.gate['passed'] else 'FAILED'} ({shown})")
+        lines += [f"    decision of {line}" for line in run.decision_lines()]
     lines += ["", "drift checks"]
     for label, result, retraining in record.checks:
         top = ", ".join(f"{f} {result['scores'][f]:.2f}" for f in result["drifted_features"])

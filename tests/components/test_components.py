@@ -3,10 +3,10 @@ import json
 import math
 
 import pytest
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
 from components import contract as contract_mod
-from components import dataio
+from components import dataio, decision
 from components.evaluate.component import evaluate_model
 from components.gate.component import quality_gate
 from components.train.component import train_model
@@ -31,13 +31,13 @@ def steps(tmp_path_factory, transactions, mlflow_server):
         ("holdout", Dataset), ("train_metrics", Metrics), ("importances", Artifact), ("reference_profile", Artifact),
         ("metrics", Metrics),
         ("classification", ClassificationMetrics), ("comparison", Markdown), ("evaluation", Artifact),
-        ("gate_md", Markdown), ("gate_report", Artifact)]}
+        ("precision_recall", HTML), ("gate_md", Markdown), ("gate_report", Artifact)]}
     out["validate"] = validate_data.python_func(data_uri=str(data), schema_uri=str(SCHEMA), validated=out["validated"],
                                                 report=out["report"], failure_cases=out["failure_cases"])
     out["train"] = train_model.python_func(validated=out["validated"], schema_uri=str(SCHEMA), training_config=FAST,
-                                           model=out["model"], holdout=out["holdout"],
-                                           train_metrics=out["train_metrics"], importances=out["importances"],
-                                           reference_profile=out["reference_profile"])
+                                           decision=defaults.load().decision, model=out["model"],
+                                           holdout=out["holdout"], train_metrics=out["train_metrics"],
+                                           importances=out["importances"], reference_profile=out["reference_profile"])
     evaluate_model.python_func(model=out["model"], holdout=out["holdout"], importances=out["importances"],
                                model_sha256=out["train"][0], schema_uri=str(SCHEMA), tracking_uri=mlflow_server,
                                registry_uri="",
@@ -45,7 +45,7 @@ def steps(tmp_path_factory, transactions, mlflow_server):
                                baseline_metrics={"roc_auc": 0.5}, quality_gates=defaults.load().quality_gates,
                                metrics=out["metrics"],
                                classification=out["classification"], comparison=out["comparison"],
-                               evaluation=out["evaluation"])
+                               evaluation=out["evaluation"], precision_recall=out["precision_recall"])
     out["passed"] = quality_gate.python_func(evaluation=out["evaluation"], quality_gates=defaults.load().quality_gates,
                                              report=out["gate_md"], gate_report=out["gate_report"])
     return out
@@ -66,6 +66,9 @@ def test_train_outputs(steps):
     profile = json.loads(open(steps["reference_profile"].path).read())
     assert profile["rows"] == steps["train_metrics"].metadata["train_rows"] and profile["bins"] == 10
     assert set(profile["features"]) == set(contract_mod.load(str(SCHEMA)).features)
+    chosen = decision.read(steps["model"].path)  # 56 frauds in the training split: tuned out of fold
+    assert chosen["objective"] == "min_cost" and chosen["validation"]["method"] == "out_of_fold_5"
+    assert steps["train_metrics"].metadata["decision_threshold"] == chosen["threshold"] < 0.5
 
 
 def test_evaluate_and_gate_outputs(steps):
@@ -81,6 +84,12 @@ def test_evaluate_and_gate_outputs(steps):
     assert "max_slice_recall_gap" not in steps["metrics"].metadata
     assert all(math.isfinite(v) for v in steps["metrics"].metadata.values())
     assert "| roc_auc |" in open(steps["comparison"].path).read()
+    # measured at the candidate's own threshold, its decisions costed
+    assert evaluation["metrics"]["threshold"] == decision.read(steps["model"].path)["threshold"]
+    assert {"flag_rate", "expected_cost", "brier_score"} <= set(evaluation["metrics"])
+    assert "- candidate: min_cost threshold" in open(steps["comparison"].path).read()
+    plot = open(steps["precision_recall"].path).read()
+    assert "<circle" in plot and "<script" not in plot
     report = json.loads(open(steps["gate_report"].path).read())
     assert steps["passed"] is report["passed"]
     assert "Quality gate" in open(steps["gate_md"].path).read()
@@ -103,7 +112,7 @@ def test_evaluate_refuses_a_candidate_whose_file_changed_after_training(steps, t
 
     out = {name: art(cls, tmp_path, name) for name, cls in [
         ("metrics", Metrics), ("classification", ClassificationMetrics), ("comparison", Markdown),
-        ("evaluation", Artifact)]}
+        ("evaluation", Artifact), ("precision_recall", HTML)]}
     with pytest.raises(ModelIntegrityError, match="differs from the registered model_sha256"):
         evaluate_model.python_func(model=steps["model"], holdout=steps["holdout"], importances=steps["importances"],
                                    model_sha256="0" * 64, schema_uri=str(SCHEMA), tracking_uri=mlflow_server,

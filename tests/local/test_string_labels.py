@@ -42,6 +42,7 @@ def test_string_labels_train_register_and_serve(tmp_path, mlflow_server):
     config = yaml.safe_load((ROOT / "configs" / "production.yaml").read_text())
     config["registry"]["model_name"] = MODEL
     config["training"]["tuning"]["param_grid"] = {"max_leaf_nodes": [15, 31]}  # scoring: average_precision
+    config["decision"] = {"objective": "fixed", "threshold": 0.5}  # as configured: served at 0.5
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     gates = {"metrics": {"roc_auc": {"minimum": 0.8}, "average_precision": {"minimum": 0.2},
                          "recall": {"minimum": 0.05}, "edge_cases_passed": {"minimum": 1}}}
@@ -56,6 +57,8 @@ def test_string_labels_train_register_and_serve(tmp_path, mlflow_server):
     assert json.loads(evaluation.read_text())["class_names"] == ["legit", "fraud"]
 
     mlflow.set_tracking_uri(mlflow_server)
+    version = mlflow.MlflowClient().get_model_version(MODEL, "1")
+    assert (version.tags["decision_objective"], version.tags["decision_threshold"]) == ("fixed", "0.5")
     model = mlflow.sklearn.load_model(f"models:/{MODEL}/1")
     server = Server({"WORKERS": "1", "MLFLOW_TRACKING_URI": mlflow_server},
                     ["--model-uri", f"models:/{MODEL}/1"], tmp_path / "server.log")

@@ -7,8 +7,22 @@ from pipelines import defaults
 def test_configs_of_record_load():
     d = defaults.load()
     assert d.model_name and d.schema_uri.endswith(".json")
-    assert {"accuracy", "roc_auc", "average_precision", "latency_p95_ms"} <= set(d.quality_gates["metrics"])
+    # a model tuned for its costs trades accuracy for recall: no accuracy gate, its expected cost gated instead
+    assert {"expected_cost", "roc_auc", "average_precision", "latency_p95_ms"} <= set(d.quality_gates["metrics"])
+    assert "accuracy" not in d.quality_gates["metrics"]
+    assert d.decision == {"objective": "min_cost", "cost_false_negative": 25.0, "cost_false_positive": 1.0}
     assert d.baseline_metrics["roc_auc"] > 0
+
+
+def test_a_malformed_decision_section_is_an_error_before_anything_trains(tmp_path):
+    doc = yaml.safe_load(open(defaults.CONFIG))
+    doc["decision"] = {"objective": "max_recall", "min_precision": 2}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(defaults.ConfigError, match="c.yaml: decision: min_precision must be a number with 0 < p <= 1"):
+        defaults.load(tmp_path / "c.yaml")
+    del doc["decision"]  # without one: fixed at 0.5, as before decisions
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(doc))
+    assert defaults.load(tmp_path / "c.yaml").decision == {"objective": "fixed", "threshold": 0.5}
 
 
 def _write(tmp_path, name, doc):
