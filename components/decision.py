@@ -1,19 +1,24 @@
 """The decision policy: its configuration, the threshold it tunes on predictions the holdout never saw, and
-`decision.json` beside the model, read by evaluation, the gates' baseline and the server.
+`decision.json` beside the model, read by evaluation, the gates' baseline and the server. A registered model's
+decision.json is read only as it was registered: its bytes checked against the version tag TAG (a version
+registered before that tag: unchecked).
 
 A row is decided positive exactly when the positive class's probability is at least the threshold.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
+from components.modelfile import ModelIntegrityError, file_sha256
 from components.numbers import finite_number
 
 FILE = "decision.json"  # in the model folder, beside the model file
+TAG = "decision_sha256"  # the version tag holding the sha256 of decision.json's bytes as registered
 DEFAULT_THRESHOLD = 0.5  # a model registered without decision.json is measured and served here
 OBJECTIVES = {
     "min_cost": {"cost_false_negative", "cost_false_positive"},
@@ -124,16 +129,34 @@ def write(folder: str | Path, policy: dict, threshold: float, validation: dict) 
     return doc
 
 
-def read(folder: str | Path) -> dict | None:
+def sha256(folder: str | Path) -> str | None:
+    """What TAG records: the sha256 of decision.json's bytes, None without one."""
+    path = Path(folder, FILE)
+    return file_sha256(path) if path.is_file() else None
+
+
+def read(folder: str | Path, expected_sha256: str | None = None) -> dict | None:
     """The decision stored with a model, or None for a model registered before decisions were (it is decided
-    at DEFAULT_THRESHOLD)."""
+    at DEFAULT_THRESHOLD). With `expected_sha256` (a version's TAG) the file must be there and its bytes hash to
+    it, else ModelIntegrityError; without, it is read unchecked. The bytes checked are the bytes parsed."""
     path = Path(folder, FILE)
     if not path.is_file():
+        if expected_sha256 is not None:
+            raise ModelIntegrityError(f"{path}: missing, but registered with {TAG} {expected_sha256}: "
+                                      "the file was removed after registration")
         return None
     try:
-        doc = json.loads(path.read_text())
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DecisionError(f"{path}: not a readable decision: {exc}") from exc
+    actual = hashlib.sha256(data).hexdigest()
+    if expected_sha256 is not None and actual != expected_sha256:
+        raise ModelIntegrityError(f"{path}: sha256 {actual} differs from the registered {TAG} "
+                                  f"{expected_sha256}: the file changed after registration")
+    try:
+        doc = json.loads(data)
         threshold = doc["threshold"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise DecisionError(f"{path}: not a readable decision: {exc}") from exc
     if not (finite_number(threshold) and 0 <= threshold <= 1):
         raise DecisionError(f"{path}: threshold must be a number in [0, 1], got {threshold!r}")

@@ -1,8 +1,9 @@
 """The MLflow model registry, the source of truth for a model's lifecycle: versions behind aliases, experiments,
-a version's recorded model hash and the champion loaded from it.
+a version's recorded hashes and the champion loaded from it.
 
 Aliases and the lifecycle tags are moved by components.lifecycle alone. The version tag `model_sha256` is the
-sha256 of the model file's bytes as registered: every load (components.modelfile) checks the file against it.
+sha256 of the model file's bytes as registered, `decision_sha256` that of decision.json's: every load
+(components.modelfile, components.decision) checks the file against its tag, when the version has one.
 """
 from __future__ import annotations
 
@@ -54,13 +55,15 @@ class Champion:
     decision: dict | None = None  # its decision.json; None: registered before decisions, decided at 0.5
 
 
-def registered_sha256(client: MlflowClient, name: str, version: str) -> str:
-    """The `model_sha256` tag of a model version, looked up in the registry (never in the artifact folder)."""
-    digest = client.get_model_version(name, version).tags.get("model_sha256")
+def registered_hashes(client: MlflowClient, name: str, version: str) -> tuple[str, str | None]:
+    """The `model_sha256` and `decision_sha256` tags of a model version, looked up in the registry (never in the
+    artifact folder); the second is None for a version registered before decision.json was hashed."""
+    tags = client.get_model_version(name, version).tags
+    digest = tags.get("model_sha256")
     if not digest:
         raise ModelIntegrityError(f"model {name!r} version {version} has no model_sha256 tag: it was not "
                                   "registered by register_model, so its bytes cannot be checked")
-    return digest
+    return digest, tags.get(decision.TAG) or None
 
 
 def version_by_alias(client: MlflowClient, name: str, alias: str):
@@ -98,7 +101,8 @@ def champion(tracking_uri: str, name: str, alias: str = "production", registry_u
         return None
     mlflow.set_tracking_uri(tracking_uri)
     folder = mlflow.artifacts.download_artifacts(registry.get_model_version_download_uri(name, mv.version))
-    model = load_model(folder, registered_sha256(registry, name, str(mv.version)))
+    model_sha256, decision_sha256 = registered_hashes(registry, name, str(mv.version))
+    model = load_model(folder, model_sha256)
     spec = contract.load(f"{folder}/{contract.MODEL_FILE}")
     importances = importances_error = None
     if mv.run_id:
@@ -108,4 +112,4 @@ def champion(tracking_uri: str, name: str, alias: str = "production", registry_u
             importances_error = (f"the feature importances of production v{mv.version} could not be loaded: "
                                  f"{type(exc).__name__}: {exc}")
     return Champion(version=str(mv.version), run_id=mv.run_id, model=model, contract=spec, importances=importances,
-                    importances_error=importances_error, decision=decision.read(folder))
+                    importances_error=importances_error, decision=decision.read(folder, decision_sha256))

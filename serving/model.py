@@ -19,7 +19,7 @@ from components import contract as contract_mod
 from components import decision as decision_mod
 from components.contract import Contract
 from components.modelfile import MODEL_FILE, ModelIntegrityError, file_sha256, load_model
-from components.registry import registered_sha256
+from components.registry import registered_hashes
 from components.scoring import positive_index
 from serving import preprocess
 from serving.requests import RequestReader
@@ -35,6 +35,7 @@ class ModelInfo:
     version: str
     source: str
     model_sha256: str | None = None  # the sha256 the model file was verified against
+    decision_sha256: str | None = None  # that of decision.json as pulled; None: the folder had none
 
 
 def resolve(model_uri: str) -> tuple[str | None, str | None, str]:
@@ -61,18 +62,20 @@ def pull(model_uri: str, output: str, expected_sha256: str | None = None) -> Mod
     """Put the model of `model_uri` into `output`, checked: what the init container does.
 
     A registry version's model file must hash to the version's `model_sha256` tag (and equal
-    `expected_sha256` when given); any other URI is checked against `expected_sha256` if given. The model
+    `expected_sha256` when given), its decision.json to the `decision_sha256` tag (a version without that
+    tag: unchecked, with a warning); any other URI is checked against `expected_sha256` if given. The model
     must load with skops and the project's trusted types. `output` is a symbolic link to a sibling folder
-    holding the model and its pull record: a pull of the version already there (intact) changes nothing;
-    another version is downloaded and checked beside it, then the link is swapped in one rename, so a
-    reader sees the old model or the new one, never a mix or a gap.
+    holding the model and its pull record (both files' hashes, for later loads): a pull of the version already
+    there (intact) changes nothing; another version is downloaded and checked beside it, then the link is
+    swapped in one rename, so a reader sees the old model or the new one, never a mix or a gap.
     """
     import mlflow.artifacts
     from mlflow import MlflowClient
 
     name, version, source = resolve(model_uri)
+    decision_sha256 = None
     if version is not None:
-        registered = registered_sha256(MlflowClient(), name, version)
+        registered, decision_sha256 = registered_hashes(MlflowClient(), name, version)
         if expected_sha256 and expected_sha256 != registered:
             raise ModelIntegrityError(f"{model_uri}: the registry's model_sha256 {registered} is not the "
                                       f"expected {expected_sha256}")
@@ -81,7 +84,9 @@ def pull(model_uri: str, output: str, expected_sha256: str | None = None) -> Mod
     if out.is_symlink() or not out.exists():
         have = read_info(out) if out.exists() else None
         if (have is not None and version is not None and (have.name, have.version) == (name, version)
-                and (out / MODEL_FILE).exists() and file_sha256(out / MODEL_FILE) == expected_sha256):
+                and (out / MODEL_FILE).exists() and file_sha256(out / MODEL_FILE) == expected_sha256
+                and decision_mod.sha256(out) == have.decision_sha256
+                and decision_sha256 in (None, have.decision_sha256)):
             return have  # that version, intact: nothing to do
     elif out.is_dir() and not any(out.iterdir()):
         out.rmdir()  # an empty folder becomes the link
@@ -94,11 +99,15 @@ def pull(model_uri: str, output: str, expected_sha256: str | None = None) -> Mod
         mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(target))
         try:  # refuse what would not load before it replaces anything
             load_model(target, expected_sha256)
-            decision_mod.read(target)
+            decided = decision_mod.read(target, decision_sha256)
+            if decided is not None and version is not None and decision_sha256 is None:
+                log.warning("%s: its %s is not checked: the version has no %s tag", model_uri, decision_mod.FILE,
+                            decision_mod.TAG)
         except (ModelIntegrityError, decision_mod.DecisionError) as exc:
             raise ModelIntegrityError(f"{model_uri}: {exc}") from exc
         info = ModelInfo(name=name or out.name, version=version or "unknown", source=model_uri,
-                         model_sha256=expected_sha256 or file_sha256(target / MODEL_FILE))
+                         model_sha256=expected_sha256 or file_sha256(target / MODEL_FILE),
+                         decision_sha256=decision_mod.sha256(target))
         (target / INFO_FILE).write_text(json.dumps(info.__dict__, indent=2))
         target.chmod(0o755)  # mkdtemp makes it private; the server may run as another user
         old = out.resolve() if out.is_symlink() else None
@@ -175,6 +184,8 @@ def load(model_path: str, name: str | None = None, version: str | None = None, s
     The model file must hash to `expected_sha256` (MODEL_SHA256, set by the deployment or by the server
     for a version it pinned); without it, to the hash its pull record was verified against; a folder
     with neither is loaded unchecked, with a warning. Either way only skops and the trusted types load.
+    decision.json must hash to its pull record's `decision_sha256`; without one it is read unchecked, with a
+    warning.
     """
     from mlflow.models import Model
 
@@ -192,7 +203,7 @@ def load(model_path: str, name: str | None = None, version: str | None = None, s
         log.warning("%s: the model file's hash is not checked (set MODEL_SHA256)", folder / MODEL_FILE)
     estimator = load_model(folder, expected_sha256)
     info = ModelInfo(name=name or info.name, version=version or info.version, source=info.source,
-                     model_sha256=expected_sha256)
+                     model_sha256=expected_sha256, decision_sha256=info.decision_sha256)
     contract_file = folder / contract_mod.MODEL_FILE
     if contract_file.exists():
         spec = contract_mod.load(str(contract_file))
@@ -200,7 +211,10 @@ def load(model_path: str, name: str | None = None, version: str | None = None, s
         spec = contract_mod.load(schema_uri)
     else:
         raise FileNotFoundError(f"{folder} holds no {contract_mod.MODEL_FILE}; give SCHEMA_URI")
-    threshold = decision_mod.threshold_of(decision_mod.read(folder))
+    decided = decision_mod.read(folder, info.decision_sha256)
+    if decided is not None and info.decision_sha256 is None:
+        log.warning("%s: its hash is not checked (no pull record names it)", folder / decision_mod.FILE)
+    threshold = decision_mod.threshold_of(decided)
     example = Model.load(str(folder)).load_input_example(str(folder))
     served = ServedModel(info, estimator, spec, RequestReader(spec), example, threshold)
     served.use_numpy_preprocessing(example)

@@ -151,9 +151,10 @@ def register(tracking_uri: str, name: str, model_dir: str, lineage: dict[str, st
     if existing:  # an earlier attempt created the version, then stopped before the alias
         run_id = existing[0].run_id or ""
     else:
-        chosen = decision.read(model_dir)
+        chosen, decision_digest = decision.read(model_dir), decision.sha256(model_dir)
         lineage = {**lineage, "model_sha256": digest, "content_sha256": content,
                    PROFILE_TAG: profile_sha256(Path(reference_profile).read_bytes()),
+                   **({decision.TAG: decision_digest} if decision_digest else {}),
                    "decision_threshold": f"{decision.threshold_of(chosen):.6g}",
                    "decision_objective": chosen["objective"] if chosen else "none (threshold 0.5)"}
         attempt = uuid.uuid4().hex

@@ -4,6 +4,7 @@ import threading
 import pytest
 from mlflow import MlflowClient
 
+from components import decision
 from components.modelfile import MODEL_FILE, file_sha256, load_model
 from components.profile import read_profile, write_profile
 from components.register import logic
@@ -50,11 +51,12 @@ def test_a_name_with_quotes_registers_once_and_loads(mlflow_server, saves):
     client = MlflowClient(mlflow_server)
     mv = client.get_model_version_by_alias(name, "staged")
     assert mv.status == "READY" and mv.tags["model_sha256"] == file_sha256(saves[0] / MODEL_FILE)
+    assert mv.tags[decision.TAG] == decision.sha256(saves[0])
     version, profile = read_profile(mlflow_server, name, alias="staged")  # beside the model, its hash checked
     assert version == "1" and profile == {"rows": 1, "bins": 10, "features": {}}
     assert len(live_versions(client, name, saves[0])) == 1
     staged = champion(mlflow_server, name, "staged")  # the bytes registered are the bytes checked
-    assert staged.version == "1"
+    assert staged.version == "1" and staged.decision == decision.read(saves[0])
 
 
 @pytest.mark.parametrize("round_", range(3))

@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 
 from components import decision
 from components.modelfile import ModelIntegrityError
+from components.registry import champion
 from components.train import logic
 from mlops import datagen
 from serving.model import load, pull
@@ -153,3 +154,21 @@ def test_a_malformed_decision_json_is_refused_naming_it(trained_model, registere
     with pytest.raises(ModelIntegrityError, match="decision.json: threshold must be"):
         pull(f"models:/fraud-bad-decision/{version}", str(tmp_path / "pulled"))
     assert not (tmp_path / "pulled").exists()
+
+
+@pytest.mark.parametrize("threshold, tagged", [(0.25, True), (None, False), (0.25, False)])
+def test_a_registered_decision_loads_where_evaluation_pull_and_server_read_it(trained_model, registered, mlflow_server,
+                                                                           tmp_path, threshold, tagged):
+    """Tagged: checked and loaded; without decision.json: decided at 0.5; a decision.json registered before its
+    hash was tagged: read unchecked."""
+    folder = decided_copy(trained_model[0], tmp_path / "model", threshold)
+    client = MlflowClient(mlflow_server)
+    name = f"fraud-registered-{threshold}-{tagged}"
+    version, _ = register_folder(client, name, folder, "production")
+    if not tagged and threshold is not None:
+        client.delete_model_version_tag(name, version, decision.TAG)
+    assert (decision.TAG in client.get_model_version(name, version).tags) is tagged
+    assert champion(mlflow_server, name).decision == decision.read(folder)
+    info = pull(f"models:/{name}@production", str(tmp_path / "pulled"))
+    assert info.decision_sha256 == decision.sha256(folder)
+    assert load(str(tmp_path / "pulled")).threshold == (0.5 if threshold is None else threshold)

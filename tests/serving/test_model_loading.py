@@ -18,9 +18,10 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from components import decision
 from components.modelfile import MODEL_FILE, ModelIntegrityError, file_sha256
 from components.registry import champion
-from serving.model import INFO_FILE, pull
+from serving.model import INFO_FILE, load, pull
 from tests.conftest import ROOT
 from tests.serving.conftest import http, metric_samples, records
 
@@ -36,7 +37,8 @@ class Payload:
 
 
 def register_folder(client: MlflowClient, name: str, folder: Path, alias: str | None = None) -> tuple[str, str]:
-    """(version, run id) of `folder` registered under `name`, tagged with its model file's hash."""
+    """(version, run id) of `folder` registered under `name`, tagged as register_model tags it with its model
+    file's hash and its decision.json's (when it has one)."""
     experiment = client.get_experiment_by_name(name)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
     run = client.create_run(experiment_id)
@@ -44,8 +46,9 @@ def register_folder(client: MlflowClient, name: str, folder: Path, alias: str | 
     client.set_terminated(run.info.run_id)
     if not client.search_registered_models(f"name = '{name}'"):
         client.create_registered_model(name)
+    tags = {"model_sha256": file_sha256(folder / MODEL_FILE), decision.TAG: decision.sha256(folder)}
     mv = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
-                                     tags={"model_sha256": file_sha256(folder / MODEL_FILE)})
+                                     tags={k: v for k, v in tags.items() if v})
     if alias:
         client.set_registered_model_alias(name, alias, mv.version)
     return str(mv.version), run.info.run_id
@@ -73,15 +76,24 @@ def alter_model_file(folder: Path) -> list[Path]:
     return [path]
 
 
+def alter_decision(folder: Path) -> list[Path]:
+    """Change decision.json's threshold, keeping it a valid decision: nothing would be decided positive."""
+    path = folder / decision.FILE
+    path.write_text(json.dumps({**json.loads(path.read_text()), "threshold": 1.0}))
+    return [path]
+
+
 @pytest.fixture(scope="module")
 def tampered(trained_model, registered, mlflow_server, tmp_path_factory):
-    """Model 'tampered': version 1 switched to pickle, version 2 with its model file altered, both after
-    registration; aliases 'pickled' and 'altered'. Also the marker file that loading the pickle creates."""
+    """Model 'tampered': version 1 switched to pickle, version 2 with its model file altered, version 3 with its
+    decision.json altered, all after registration; aliases 'pickled', 'altered' and 'redecided'. Also the marker
+    file that loading the pickle creates."""
     folder, _ = trained_model
     client = MlflowClient(mlflow_server)
     work = tmp_path_factory.mktemp("tampered")
     marker = work / "code-ran"
-    for alias, tamper in (("pickled", lambda f: switch_to_pickle(f, marker)), ("altered", alter_model_file)):
+    for alias, tamper in (("pickled", lambda f: switch_to_pickle(f, marker)), ("altered", alter_model_file),
+                          ("redecided", alter_decision)):
         version, run_id = register_folder(client, "tampered", folder, alias)
         copy = work / alias
         shutil.copytree(folder, copy)
@@ -100,6 +112,7 @@ def test_the_pickle_switch_is_a_real_attack(tampered):
 @pytest.mark.parametrize("alias, message", [
     ("pickled", r"MLmodel: serialization_format is 'pickle'; only 'skops'"),
     ("altered", rf"{MODEL_FILE}: sha256 \w+ differs from the registered model_sha256"),
+    ("redecided", rf"{decision.FILE}: sha256 \w+ differs from the registered decision_sha256"),
 ])
 def test_a_tampered_version_is_refused_by_evaluation_and_pull(tampered, mlflow_server, tmp_path, alias, message):
     with pytest.raises(ModelIntegrityError, match=message):
@@ -115,7 +128,8 @@ def test_a_tampered_version_is_refused_by_evaluation_and_pull(tampered, mlflow_s
     assert not tampered["marker"].exists()
 
 
-@pytest.mark.parametrize("alias, named", [("pickled", "MLmodel"), ("altered", MODEL_FILE)])
+@pytest.mark.parametrize("alias, named", [("pickled", "MLmodel"), ("altered", MODEL_FILE),
+                                          ("redecided", f"{decision.FILE}: sha256")])
 def test_the_server_refuses_a_tampered_registry_version(start_server, tampered, alias, named):
     server = start_server(args=["--model-uri", f"models:/tampered@{alias}"])
     assert server.proc.wait(timeout=300) == 1
@@ -146,6 +160,16 @@ def test_the_server_refuses_a_tampered_folder(start_server, pulled, registered, 
     assert strict.proc.wait(timeout=300) == 1
     assert f"{pickled / 'MLmodel'}: serialization_format is 'pickle'" in strict.log.read_text()
     assert not tampered["marker"].exists()
+
+
+def test_a_decision_changed_after_the_pull_is_refused(pulled, tmp_path):
+    """The pull record keeps decision.json's hash: a later load from the folder checks it."""
+    changed = tmp_path / "changed"
+    shutil.copytree(pulled.resolve(), changed)
+    alter_decision(changed)
+    with pytest.raises(ModelIntegrityError, match=rf"{changed / decision.FILE}: sha256 \w+ differs from the "
+                                                  "registered decision_sha256"):
+        load(str(changed))
 
 
 @pytest.fixture(scope="module")
