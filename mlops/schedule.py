@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from components.kfp_api import SubmitError, by_name, find_pipeline, pipeline_version
-from mlops.upload import create_pipeline
+from components.source import head
+from mlops import upload
 
 NAME = "drift-check"  # the uploaded pipeline and its recurring run
 REQUIRED = ("log_uri", "training_data_uri")  # parameters a scheduled check cannot do without
@@ -36,20 +38,32 @@ def find(client, name: str, namespace: str) -> list:
     return [r for r in found if r.display_name == name]
 
 
-def create_or_update(client, host: str, cron: str, *, package_path: str | None, namespace: str,
+def upload_pipeline(client, host: str, package: str | None, namespace: str, image: str | None = None) -> str:
+    """Create the `drift-check` pipeline from the file `package`, else compiled now from the source tree on
+    `image` and uploaded as `mlops upload` does (the version named by the source tree's commit, `-dirty` when it
+    has uncommitted changes). Says what was uploaded."""
+    if package is None:
+        version = upload.version_for(head(upload.SOURCE_REPO), allow_dirty=True)
+        upload.upload(client, version, image=image, namespace=namespace, names=(NAME,))
+        return f"version '{version.name}' compiled now"
+    if not Path(package).is_file():
+        raise SubmitError(f"no pipeline named {NAME!r} is uploaded to {host}, and the package to upload, "
+                          f"{package}, does not exist")
+    upload.create_pipeline(client, package, NAME, namespace)
+    return str(package)
+
+
+def create_or_update(client, host: str, cron: str, *, package: str | None, namespace: str,
                      experiment: str = NAME, name: str = NAME, params: dict | None = None,
-                     service_account: str = "", version: str | None = None):
-    """Schedule the uploaded `drift-check` pipeline's version named `version`, else its newest (uploading
-    `package_path` first when the pipeline is missing): create the new recurring run, then delete the ones it
+                     service_account: str = "", version: str | None = None, image: str | None = None):
+    """Schedule the uploaded `drift-check` pipeline's version named `version`, else its newest (uploading it
+    first when the pipeline is missing: `upload_pipeline`): create the new recurring run, then delete the ones it
     replaces (KFP has no update).
-    Returns (the recurring run, whether the pipeline was uploaded, ids of the replaced runs)."""
+    Returns (the recurring run, what was uploaded or None, ids of the replaced runs)."""
     stored = kfp_cron(cron)
-    uploaded = False
+    uploaded = None
     if find_pipeline(client, NAME, namespace) is None:
-        if package_path is None:
-            raise SubmitError(f"no pipeline named {NAME!r} is uploaded to {host}, and no package to upload")
-        create_pipeline(client, package_path, NAME, namespace)
-        uploaded = True
+        uploaded = upload_pipeline(client, host, package, namespace, image)
     pipeline_id, version_id = pipeline_version(client, NAME, host, namespace, version)
     experiment_id = client.create_experiment(experiment, namespace=namespace).experiment_id
     old = find(client, name, namespace)

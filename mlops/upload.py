@@ -124,12 +124,13 @@ def upload_one(client, package: str | Path, name: str, version: Version, namespa
 
 
 def upload(client, version: Version, compiled_dir: str | Path | None = None, image: str | None = None,
-           namespace: str = "") -> list[Uploaded]:
-    """Every pipeline as `version`: the files in `compiled_dir`, else compiled now on `image`. Every file is
-    checked before the first request."""
+           namespace: str = "", names: tuple[str, ...] = PIPELINES) -> list[Uploaded]:
+    """The pipelines `names` (default: every one) as `version`: the files in `compiled_dir`, else compiled now on
+    `image`. Every file is checked before the first request."""
+    def each(paths: dict[str, Path]) -> list[Uploaded]:
+        return [upload_one(client, paths[name], name, version, namespace) for name in names]
+
     if compiled_dir is not None:
-        return [upload_one(client, path, name, version, namespace)
-                for name, path in packages(compiled_dir, version).items()]
+        return each(packages(compiled_dir, version))
     with tempfile.TemporaryDirectory(prefix="mlops-compiled-") as tmp:
-        return [upload_one(client, path, name, version, namespace)
-                for name, path in compile_into(tmp, image, version).items()]
+        return each(compile_into(tmp, image, version))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pipelines.defaults import ConfigError
 
+PACKAGE = "compiled/drift-check.yaml"  # `mlops schedule drift-check --package`'s default, compiled now when absent
+
 
 def _param(text: str) -> tuple[str, object]:
     name, sep, value = text.partition("=")
@@ -54,13 +56,13 @@ def cmd_schedule(args) -> int:
     try:
         client = kfp_client(args.host, args.namespace, args.token)
         if args.action == "drift-check":
-            package = args.package if Path(args.package).is_file() else None
+            package = args.package or (PACKAGE if Path(PACKAGE).is_file() and not args.image else None)
             run, uploaded, replaced = schedule.create_or_update(
-                client, args.host, args.cron, package_path=package, namespace=args.namespace,
+                client, args.host, args.cron, package=package, namespace=args.namespace,
                 experiment=args.experiment, params=dict(args.param), service_account=args.service_account,
-                version=args.version)
+                version=args.version, image=args.image)
             if uploaded:
-                print(f"uploaded {args.package} as pipeline '{schedule.NAME}'")
+                print(f"uploaded {uploaded} as pipeline '{schedule.NAME}'")
             print(("updated" if replaced else "created") + f": {schedule.describe(run)}")
             for old in replaced:
                 print(f"deleted the recurring run it replaces: {old}")
@@ -129,13 +131,17 @@ def add_schedule(sub) -> None:
         dest="action", required=True)
     dc = sched.add_parser("drift-check", parents=[kfp_args], help="create or update the hourly drift check",
                           description="Creates the recurring run 'drift-check' of the uploaded 'drift-check' "
-                                      "pipeline's version --version, else its newest (uploading --package first "
-                                      "when the pipeline is missing), max_concurrency 1, no catch-up; an existing "
-                                      "one is replaced (created anew, then the old one deleted).")
+                                      "pipeline's version --version, else its newest (uploading --package, else "
+                                      "the pipeline compiled now, first when the pipeline is missing), "
+                                      "max_concurrency 1, no catch-up; an existing one is replaced (created "
+                                      "anew, then the old one deleted).")
     dc.add_argument("--cron", required=True, help="5 fields ('0 * * * *', hourly; stored with a leading 0 "
                                                   "seconds field) or KFP's 6 fields (taken as is)")
-    dc.add_argument("--package", default="compiled/drift-check.yaml",
-                    help="compiled pipeline to upload if none is uploaded (default: compiled/drift-check.yaml)")
+    package = dc.add_mutually_exclusive_group()
+    package.add_argument("--package", help=f"compiled pipeline to upload if none is uploaded (default: {PACKAGE}, "
+                                           "else compiled now from the source tree, as `mlops upload` does)")
+    package.add_argument("--image", help=f"compile now on this component image instead of uploading {PACKAGE} "
+                                         "(default when compiling: compile.py's)")
     dc.add_argument("--version", help="the pipeline version to run, by name, as `mlops upload` named it "
                                       "(default: the newest)")
     dc.add_argument("--experiment", default="drift-check", help="experiment of the runs (default: drift-check)")

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
-from mlops import cli, schedule
+import compile as compiler_entry
+from components.image import DEFAULT_IMAGE
+from mlops import cli, schedule, upload
 from tests.conftest import free_port
 from tests.kfp_emulator import API, KfpEmulator
+from tests.upload.test_upload import commit, git
 
 pytestmark = pytest.mark.filterwarnings("ignore:This client only works:FutureWarning")
 
@@ -89,10 +93,77 @@ def test_create_uploads_the_pipeline_then_update_replaces_the_recurring_run(kfp,
     assert "no recurring run named 'drift-check'" in capsys.readouterr().err
 
 
-def test_no_pipeline_and_no_package_is_a_clear_error(kfp, tmp_path, capsys):
-    assert mlops(kfp, "drift-check", "--cron", "0 * * * *", "--package", str(tmp_path / "absent.yaml"), *DATA) == 1
-    assert "no pipeline named 'drift-check' is uploaded" in capsys.readouterr().err
-    assert kfp.recurring == {}
+def test_no_pipeline_and_a_given_package_absent_is_a_clear_error(kfp, tmp_path, capsys):
+    absent = tmp_path / "absent.yaml"
+    assert mlops(kfp, "drift-check", "--cron", "0 * * * *", "--package", str(absent), *DATA) == 1
+    err = capsys.readouterr().err
+    assert "no pipeline named 'drift-check' is uploaded" in err and f"the package to upload, {absent}," in err
+    assert ("POST", f"{API}/pipelines/upload") not in kfp.calls() and kfp.recurring == {}
+
+
+@pytest.fixture
+def fresh_clone(tmp_path, monkeypatch):
+    """A folder with no compiled package, the current directory; the source tree's commit is a new repository's."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    monkeypatch.setattr(upload, "SOURCE_REPO", repo)
+    monkeypatch.chdir(tmp_path)
+    return commit(repo, "v1")
+
+
+def test_without_a_compiled_package_the_pipeline_is_compiled_and_uploaded_as_the_commits_version(
+        kfp, fresh_clone, tmp_path, capsys):
+    sha, short = fresh_clone
+    assert mlops(kfp, "drift-check", "--cron", "0 * * * *", *DATA) == 0
+    (pipeline_id,) = kfp.pipelines
+    assert kfp.pipelines[pipeline_id]["display_name"] == "drift-check"
+    # created (KFP names its first version after the pipeline), then the commit's version added, as `mlops upload`
+    assert [v["display_name"] for v in kfp.versions[pipeline_id]] == ["drift-check", short]
+    added = kfp.versions[pipeline_id][1]
+    assert added["description"] == f"git commit {sha}"
+    compiler_entry.compile_all(tmp_path / "expected", DEFAULT_IMAGE)  # this source tree's drift-check pipeline
+    assert added["pipeline_spec"] == (tmp_path / "expected" / "drift-check.yaml").read_text()
+    assert [r["upload"] for r in kfp.requests if r["upload"]] == [{"uploadfile": "drift-check.yaml"}] * 2
+    (scheduled,) = kfp.recurring.values()
+    assert scheduled["pipeline_version_reference"] == {"pipeline_id": pipeline_id,
+                                                       "pipeline_version_id": added["pipeline_version_id"]}
+    out = capsys.readouterr().out
+    assert f"uploaded version '{short}' compiled now as pipeline 'drift-check'" in out and "created: drift-check" in out
+    assert not (tmp_path / "compiled").exists()
+
+
+def test_image_compiles_on_that_image_even_with_a_compiled_package_there(kfp, fresh_clone, tmp_path, capsys):
+    image = "ghcr.io/acme/fraud:0123abc"
+    (tmp_path / "compiled").mkdir()
+    (tmp_path / "compiled" / "drift-check.yaml").write_text("pipelineInfo:\n  name: drift-check\n")
+    assert mlops(kfp, "drift-check", "--cron", "0 * * * *", "--image", image, *DATA) == 0
+    (pipeline_id,) = kfp.pipelines
+    spec = next(yaml.safe_load_all(kfp.versions[pipeline_id][-1]["pipeline_spec"]))
+    assert {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()} == {image}
+    assert "compiled now" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # a file to upload or an image to compile on, not both
+        mlops(kfp, "drift-check", "--cron", "0 * * * *", "--image", image, "--package", "compiled/drift-check.yaml")
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_uncommitted_changes_compiled_now_are_named_dirty(kfp, fresh_clone, tmp_path, capsys):
+    _, short = fresh_clone
+    (upload.SOURCE_REPO / "model.py").write_text("not committed")
+    assert mlops(kfp, "drift-check", "--cron", "0 * * * *", *DATA) == 0
+    (pipeline_id,) = kfp.pipelines
+    assert [v["display_name"] for v in kfp.versions[pipeline_id]] == ["drift-check", f"{short}-dirty"]
+    assert f"uploaded version '{short}-dirty' compiled now" in capsys.readouterr().out
+
+
+def test_the_default_package_when_there_is_uploaded_as_it_is(kfp, fresh_clone, tmp_path, capsys):
+    (tmp_path / "compiled").mkdir()
+    (tmp_path / "compiled" / "drift-check.yaml").write_text("pipelineInfo:\n  name: drift-check\n")
+    assert mlops(kfp, "drift-check", "--cron", "0 * * * *", *DATA) == 0
+    (pipeline_id,) = kfp.pipelines
+    (only,) = kfp.versions[pipeline_id]
+    assert only["pipeline_spec"] == "pipelineInfo:\n  name: drift-check\n"
+    assert "uploaded compiled/drift-check.yaml as pipeline 'drift-check'" in capsys.readouterr().out
 
 
 def test_malformed_cron_or_no_log_changes_nothing(kfp, capsys):
