@@ -135,16 +135,21 @@ def sha256(folder: str | Path) -> str | None:
     return file_sha256(path) if path.is_file() else None
 
 
-def read(folder: str | Path, expected_sha256: str | None = None) -> dict | None:
+def read(folder: str | Path, expected_sha256: str | None = None, registered: bool = False) -> dict | None:
     """The decision stored with a model, or None for a model registered before decisions were (it is decided
     at DEFAULT_THRESHOLD). With `expected_sha256` (a version's TAG) the file must be there and its bytes hash to
-    it, else ModelIntegrityError; without, it is read unchecked. The bytes checked are the bytes parsed."""
+    it; a `registered` model without one must have no decision.json (a version registered with a decision has the
+    tag); either is else a ModelIntegrityError. Neither: read unchecked (a candidate, before registration). The
+    bytes checked are the bytes parsed."""
     path = Path(folder, FILE)
     if not path.is_file():
         if expected_sha256 is not None:
             raise ModelIntegrityError(f"{path}: missing, but registered with {TAG} {expected_sha256}: "
                                       "the file was removed after registration")
         return None
+    if registered and expected_sha256 is None:
+        raise ModelIntegrityError(f"{path}: present, but the version was registered without a {TAG} tag: the file "
+                                  "was added after registration, so its threshold is not the registered one")
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -111,5 +111,6 @@ def champion(tracking_uri: str, name: str, alias: str = "production", registry_u
         except (MlflowException, OSError) as exc:
             importances_error = (f"the feature importances of production v{mv.version} could not be loaded: "
                                  f"{type(exc).__name__}: {exc}")
+    decided = decision.read(folder, decision_sha256, registered=True)
     return Champion(version=str(mv.version), run_id=mv.run_id, model=model, contract=spec, importances=importances,
-                    importances_error=importances_error, decision=decision.read(folder, decision_sha256))
+                    importances_error=importances_error, decision=decided)

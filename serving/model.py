@@ -63,7 +63,7 @@ def pull(model_uri: str, output: str, expected_sha256: str | None = None) -> Mod
 
     A registry version's model file must hash to the version's `model_sha256` tag (and equal
     `expected_sha256` when given), its decision.json to the `decision_sha256` tag (a version without that
-    tag: unchecked, with a warning); any other URI is checked against `expected_sha256` if given. The model
+    tag must have none); any other URI is checked against `expected_sha256` if given. The model
     must load with skops and the project's trusted types. `output` is a symbolic link to a sibling folder
     holding the model and its pull record (both files' hashes, for later loads): a pull of the version already
     there (intact) changes nothing; another version is downloaded and checked beside it, then the link is
@@ -99,10 +99,7 @@ def pull(model_uri: str, output: str, expected_sha256: str | None = None) -> Mod
         mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(target))
         try:  # refuse what would not load before it replaces anything
             load_model(target, expected_sha256)
-            decided = decision_mod.read(target, decision_sha256)
-            if decided is not None and version is not None and decision_sha256 is None:
-                log.warning("%s: its %s is not checked: the version has no %s tag", model_uri, decision_mod.FILE,
-                            decision_mod.TAG)
+            decision_mod.read(target, decision_sha256, registered=version is not None)
         except (ModelIntegrityError, decision_mod.DecisionError) as exc:
             raise ModelIntegrityError(f"{model_uri}: {exc}") from exc
         info = ModelInfo(name=name or out.name, version=version or "unknown", source=model_uri,
@@ -184,8 +181,8 @@ def load(model_path: str, name: str | None = None, version: str | None = None, s
     The model file must hash to `expected_sha256` (MODEL_SHA256, set by the deployment or by the server
     for a version it pinned); without it, to the hash its pull record was verified against; a folder
     with neither is loaded unchecked, with a warning. Either way only skops and the trusted types load.
-    decision.json must hash to its pull record's `decision_sha256`; without one it is read unchecked, with a
-    warning.
+    decision.json must hash to its pull record's `decision_sha256` (a record without one: no decision.json); a
+    folder without a pull record reads it unchecked, with a warning.
     """
     from mlflow.models import Model
 
@@ -211,8 +208,8 @@ def load(model_path: str, name: str | None = None, version: str | None = None, s
         spec = contract_mod.load(schema_uri)
     else:
         raise FileNotFoundError(f"{folder} holds no {contract_mod.MODEL_FILE}; give SCHEMA_URI")
-    decided = decision_mod.read(folder, info.decision_sha256)
-    if decided is not None and info.decision_sha256 is None:
+    decided = decision_mod.read(folder, info.decision_sha256, registered=record is not None)
+    if decided is not None and record is None:
         log.warning("%s: its hash is not checked (no pull record names it)", folder / decision_mod.FILE)
     threshold = decision_mod.threshold_of(decided)
     example = Model.load(str(folder)).load_input_example(str(folder))

@@ -15,6 +15,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from components import decision
 from components.modelfile import MODEL_FILE, file_sha256
 from components.train import logic
 from mlops import datagen
@@ -77,8 +78,9 @@ def registered(trained_model, mlflow_server):
     client.log_artifacts(run.info.run_id, str(folder), "model")
     client.set_terminated(run.info.run_id)
     client.create_registered_model(MODEL)
+    tags = {"model_sha256": file_sha256(folder / MODEL_FILE), decision.TAG: decision.sha256(folder)}
     mv = client.create_model_version(MODEL, f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
-                                     tags={"model_sha256": file_sha256(folder / MODEL_FILE)})
+                                     tags={k: v for k, v in tags.items() if v})  # as register_model tags it
     client.set_registered_model_alias(MODEL, "production", mv.version)
     return f"models:/{MODEL}@production"
 

@@ -159,8 +159,8 @@ def test_a_malformed_decision_json_is_refused_naming_it(trained_model, registere
 @pytest.mark.parametrize("threshold, tagged", [(0.25, True), (None, False), (0.25, False)])
 def test_a_registered_decision_loads_where_evaluation_pull_and_server_read_it(trained_model, registered, mlflow_server,
                                                                            tmp_path, threshold, tagged):
-    """Tagged: checked and loaded; without decision.json: decided at 0.5; a decision.json registered before its
-    hash was tagged: read unchecked."""
+    """Tagged: checked and loaded; without decision.json: decided at 0.5; a decision.json on a version registered
+    without its hash: refused everywhere (added after registration)."""
     folder = decided_copy(trained_model[0], tmp_path / "model", threshold)
     client = MlflowClient(mlflow_server)
     name = f"fraud-registered-{threshold}-{tagged}"
@@ -168,6 +168,13 @@ def test_a_registered_decision_loads_where_evaluation_pull_and_server_read_it(tr
     if not tagged and threshold is not None:
         client.delete_model_version_tag(name, version, decision.TAG)
     assert (decision.TAG in client.get_model_version(name, version).tags) is tagged
+    if not tagged and threshold is not None:
+        with pytest.raises(ModelIntegrityError, match="present, but the version was registered without"):
+            champion(mlflow_server, name)
+        with pytest.raises(ModelIntegrityError, match="present, but the version was registered without"):
+            pull(f"models:/{name}@production", str(tmp_path / "pulled"))
+        assert not (tmp_path / "pulled").exists()
+        return
     assert champion(mlflow_server, name).decision == decision.read(folder)
     info = pull(f"models:/{name}@production", str(tmp_path / "pulled"))
     assert info.decision_sha256 == decision.sha256(folder)
