@@ -268,14 +268,15 @@ def create_app(settings: Settings | None = None) -> Admission:
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        def predict(rows, request_ids):
-            """One model call for a micro-batch; its rows go to the inference log from here."""
+        def predict(rows, request_ids, positions):
+            """One model call for a micro-batch; its rows go to the inference log from here, each with its
+            request's id and its position in that request."""
             labels = worker.labels()
             metrics.BATCH_ROWS.labels(*labels).observe(len(rows))
             frame = worker.model.reader.frame(rows)
             predicted, proba = worker.model.predict(frame)
             if worker.logger:
-                worker.logger.log(frame, predicted, proba, worker.version, labels[2], request_ids)
+                worker.logger.log(frame, predicted, proba, worker.version, labels[2], request_ids, positions)
             return predicted, proba
 
         worker.batcher = MicroBatcher(predict,

@@ -5,7 +5,8 @@ one is waiting, others get MAX_BATCH_WAIT_MS to join. A lone request is predicte
 nothing at low load. A batch of at most MAX_BATCH_SIZE rows is predicted on the event loop: it takes a couple
 of milliseconds, less than handing it to a thread costs under load. A larger one (a request with many rows) is
 predicted in a worker thread, so the loop keeps serving meanwhile. One batch is predicted at a time.
-`predict(rows, tags)` gets each row's tag (the request id of its request).
+`predict(rows, tags, positions)` gets each row's tag (the request id of its request) and its position in its request
+(from 0).
 """
 from __future__ import annotations
 
@@ -74,16 +75,18 @@ class MicroBatcher:
     def _predict(self, batch: list) -> list[tuple]:
         """Each request's (result, error): one call for all; after a failure, each alone, so that one bad
         request cannot fail the others."""
+        sizes = np.fromiter((len(rows) for rows, _, _ in batch), np.int64, len(batch))
+        positions = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
         try:
             labels, proba = self.predict([row for rows, _, _ in batch for row in rows],
-                                         [tag for rows, tag, _ in batch for _ in rows])
+                                         [tag for rows, tag, _ in batch for _ in rows], positions)
         except Exception as exc:
             if len(batch) == 1:
                 return [(None, exc)]
             outcomes = []
             for rows, tag, _ in batch:
                 try:
-                    outcomes.append((self.predict(rows, [tag] * len(rows)), None))
+                    outcomes.append((self.predict(rows, [tag] * len(rows), np.arange(len(rows))), None))
                 except Exception as alone:
                     outcomes.append((None, alone))
             return outcomes

@@ -1,4 +1,5 @@
-"""The inference log: sampled request rows with prediction, request id, model version, role and time, as Parquet.
+"""The inference log: sampled request rows with prediction, request id, position in the request (`row`), model
+version, role and time, as Parquet. Outcomes join predictions on (request_id, row).
 
 Files land under INFERENCE_LOG_URI as `model=<name>/hour=<YYYY-MM-DDTHH>/part-<time>-<pid>-<id>.parquet`
 (hive partitions; `pyarrow.dataset.dataset(uri, partitioning="hive")` reads them). Requests only enqueue;
@@ -47,16 +48,25 @@ class InferenceLogger:
         self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
         self._thread.start()
 
-    def log(self, frame: pd.DataFrame, predictions, probabilities, version: str, role: str, request_ids) -> None:
-        """Enqueue a batch's rows (sampled), each with its request's id; never blocks."""
+    def log(self, frame: pd.DataFrame, predictions, probabilities, version: str, role: str, request_ids,
+            positions=None) -> None:
+        """Enqueue a batch's rows (sampled), each with its request's id and its position in that request (from 0);
+        never blocks. Without `positions`, rows are counted along each run of equal consecutive ids: right for
+        one request per call, or requests with distinct ids (the server passes them: a retried id may sit beside
+        its first try in one micro-batch)."""
         request_ids = np.asarray(request_ids, dtype=object)
+        if positions is None:
+            starts = np.flatnonzero(np.r_[True, request_ids[1:] != request_ids[:-1]])
+            positions = np.arange(len(request_ids)) - np.repeat(starts, np.diff(np.r_[starts, len(request_ids)]))
+        positions = np.asarray(positions, dtype=np.int64)
         if self.sample_rate < 1.0:
             keep = self.rng.random(len(frame)) < self.sample_rate
             if not keep.any():
                 return
-            frame, predictions, probabilities, request_ids = (
-                frame[keep], predictions[keep], probabilities[keep], request_ids[keep])
-        item = (frame, predictions, probabilities, request_ids, version, role, datetime.now(timezone.utc))
+            frame, predictions, probabilities, request_ids, positions = (
+                frame[keep], predictions[keep], probabilities[keep], request_ids[keep], positions[keep])
+        item = (frame, predictions, probabilities, request_ids, positions, version, role,
+                datetime.now(timezone.utc))
         try:
             self.queue.put_nowait(item)
         except queue.Full:
@@ -93,9 +103,9 @@ class InferenceLogger:
     def _parts(self, items: list) -> list[tuple[str, pd.DataFrame]]:
         """(file path, rows) per hour partition."""
         frames = []
-        for frame, predictions, probabilities, request_ids, version, role, at in items:
+        for frame, predictions, probabilities, request_ids, positions, version, role, at in items:
             frames.append(frame.reset_index(drop=True).assign(
-                prediction=predictions, probability=probabilities, request_id=request_ids.astype(str),
+                prediction=predictions, probability=probabilities, request_id=request_ids.astype(str), row=positions,
                 model_version=version, role=role, timestamp=pd.Timestamp(at)))
         table = pd.concat(frames, ignore_index=True)
         table["timestamp"] = table["timestamp"].astype("datetime64[ms, UTC]")

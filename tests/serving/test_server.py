@@ -188,11 +188,56 @@ def test_inference_log_holds_exactly_the_rows_sent(start_server, pulled, trained
     assert set(table["role"]) == {"canary"} and set(table["model_version"]) == {"1"}
     assert table["timestamp"].notna().all() and table["hour"].astype(str).str.match(r"\d{4}-\d\d-\d\dT\d\d").all()
     got = table.sort_values(["amount", "account_age_days"]).reset_index(drop=True)
-    want = sent.assign(prediction=predictions, request_id=request_ids) \
+    want = sent.assign(prediction=predictions, request_id=request_ids, row=list(range(5)) * 5) \
         .sort_values(["amount", "account_age_days"]).reset_index(drop=True)
-    for column in [*sent.columns, "prediction", "request_id"]:
+    assert table["row"].dtype == "int64"
+    for column in [*sent.columns, "prediction", "request_id", "row"]:
         assert got[column].tolist() == pytest.approx(want[column].tolist(), nan_ok=True) \
             if got[column].dtype.kind == "f" else got[column].tolist() == want[column].tolist(), column
+
+
+def test_each_logged_row_carries_its_request_id_and_position_on_every_path(start_server, pulled, trained_model,
+                                                                           tmp_path):
+    _, rows = trained_model
+    log_dir = tmp_path / "inference-log"
+    server = start_server({"MODEL_PATH": str(pulled), "INFERENCE_LOG_URI": str(log_dir),
+                           "INFERENCE_LOG_FLUSH_SECONDS": "60"})
+    server.wait()
+    url = f"{server.url}/v1/models/{MODEL}:predict"
+    sent = {}  # request id -> (its rows, how many times it was sent)
+
+    def send(request_id, frame):
+        status, headers, _ = exchange("POST", url, {"instances": records(frame)}, headers={"X-Request-ID": request_id})
+        assert status == 200 and headers["X-Request-ID"] == request_id
+        sent[request_id] = (frame, sent.get(request_id, (frame, 0))[1] + 1)
+
+    large = rows.head(500)
+    assert len(json.dumps(records(large))) > 65_536  # read and checked in a thread, predicted in one: the full path
+    send("large", large)
+    send("retried", rows.iloc[500:504])  # small bodies: the direct path
+    send("retried", rows.iloc[500:504])  # the client retries with the same id: its rows are logged again
+    connections = [HTTPConnection("127.0.0.1", server.port, timeout=10) for _ in range(25)]
+    for conn in connections:
+        conn.connect()
+    for i in range(25):
+        sent[f"batched-{i}"] = (rows.iloc[600 + 3 * i:603 + 3 * i], 1)
+    bodies = [json.dumps({"instances": records(sent[f"batched-{i}"][0])}) for i in range(25)]
+    for i, (conn, body) in enumerate(zip(connections, bodies)):  # 25 requests of 3 rows at once: micro-batched
+        conn.request("POST", url, body, {"Content-Type": "application/json", "X-Request-ID": f"batched-{i}"})
+    assert [conn.getresponse().status for conn in connections] == [200] * 25
+    for conn in connections:
+        conn.close()
+    calls = sum(v for labels, v in metric_samples(server.metrics_port, "model_inference_batch_rows_count")
+                if labels.get("model") == MODEL)
+    assert calls < 28  # some model calls served several of the concurrent requests
+    assert server.stop() == 0
+    table = ds.dataset(str(log_dir), format="parquet", partitioning="hive").to_table().to_pandas()
+    assert table["row"].dtype == "int64" and set(table["request_id"]) == set(sent)
+    for request_id, (frame, times) in sent.items():
+        logged = table[table["request_id"] == request_id].sort_values("row", kind="stable")
+        assert logged["row"].tolist() == [i for i in range(len(frame)) for _ in range(times)], request_id
+        assert logged["amount"].tolist() == pytest.approx(np.repeat(frame["amount"].to_numpy(), times).tolist(),
+                                                          nan_ok=True), request_id
 
 
 def test_serve_straight_from_the_registry(start_server, registered, trained_model):

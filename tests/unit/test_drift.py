@@ -149,6 +149,19 @@ def test_unreadable_files_are_skipped_by_name_and_the_others_count(tmp_path, pro
         inference_log.read_log(str(tmp_path / "nowhere"), "fraud", "3", KINDS, 24)
 
 
+def test_logs_with_and_without_the_row_column_both_read(tmp_path):
+    writer = InferenceLogger(str(tmp_path), "fraud", flush_seconds=0.05)
+    writer.log(frame(100, 7), np.zeros(100, dtype=int), np.zeros(100), "3", "stable", ["r"] * 100)
+    writer.close()
+    hour = next((tmp_path / "model=fraud").iterdir())
+    (new,) = hour.glob("*.parquet")
+    logged = pd.read_parquet(new)
+    assert logged["row"].tolist() == list(range(100))
+    logged.drop(columns="row").to_parquet(hour / "older.parquet", index=False)  # as written before the column
+    table, skipped = inference_log.read_log(str(tmp_path), "fraud", "3", KINDS, 24)
+    assert table.num_rows == 200 and skipped == [] and table.column_names == list(KINDS)
+
+
 @pytest.mark.parametrize("change, message", [({"bins": 0}, "bins"), ({"drifted_share": 1.5}, "drifted_share"),
                                              ({"extra": 1}, "unknown key"), ({"window_hours": "x"}, "window_hours")])
 def test_config_errors_name_the_key(change, message):

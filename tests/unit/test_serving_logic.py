@@ -61,9 +61,10 @@ def test_body_shapes():
 def test_micro_batcher_groups_concurrent_requests():
     calls = []
 
-    def predict(rows, tags):
+    def predict(rows, tags, positions):
         calls.append(len(rows))
         assert tags == [f"r{r['x']}" for r in rows]  # each row arrives with its request's tag
+        assert positions.tolist() == [0] * len(rows)  # and its position in its request: one row each
         time.sleep(0.01)
         values = np.array([r["x"] for r in rows])
         return values * 2, values / 10
@@ -83,7 +84,7 @@ def test_micro_batcher_groups_concurrent_requests():
 def test_micro_batcher_predicts_a_large_request_in_its_thread_and_isolates_a_failing_one():
     threads = []
 
-    def predict(rows, tags):
+    def predict(rows, tags, positions):
         threads.append(threading.current_thread().name)
         if any(r["x"] < 0 for r in rows):
             raise ValueError("bad row")
@@ -104,6 +105,34 @@ def test_micro_batcher_predicts_a_large_request_in_its_thread_and_isolates_a_fai
     assert one[0].tolist() == [2] and isinstance(bad, ValueError) and three[0].tolist() == [6]
     # 10 rows > MAX_BATCH_SIZE: in the thread; then the three together on the loop, and after the failure alone
     assert threads[0].startswith("predict") and threads[1:] == ["MainThread"] * 4
+
+
+def test_micro_batcher_gives_each_row_its_position_in_its_request():
+    calls = []
+
+    def predict(rows, tags, positions):
+        calls.append((tags, positions.tolist()))
+        if any(r["x"] < 0 for r in rows):
+            raise ValueError("bad row")
+        values = np.array([r["x"] for r in rows])
+        return values * 2, values / 10
+
+    async def scenario(requests):
+        batcher = MicroBatcher(predict, max_batch_size=16, max_wait_ms=5)
+        batcher.start()
+        results = await asyncio.gather(*(batcher.submit([{"x": x} for x in xs], tag) for tag, xs in requests),
+                                       return_exceptions=True)
+        await batcher.stop()
+        return results
+
+    # a retried id beside its first try, in the same model call: two requests, each numbered from 0
+    asyncio.run(scenario([("a", [1, 2, 3]), ("a", [1, 2, 3]), ("b", [4, 5])]))
+    assert calls == [(["a"] * 6 + ["b"] * 2, [0, 1, 2, 0, 1, 2, 0, 1])]
+    calls.clear()
+    *_, bad = asyncio.run(scenario([("a", [1, 2]), ("b", [3, 4, 5]), ("c", [-1])]))
+    assert isinstance(bad, ValueError)  # after the failure, each request alone, still numbered from 0
+    assert calls == [(["a"] * 2 + ["b"] * 3 + ["c"], [0, 1, 0, 1, 2, 0]),
+                     (["a"] * 2, [0, 1]), (["b"] * 3, [0, 1, 2]), (["c"], [0])]
 
 
 def test_inference_log_drops_when_full_and_flushes_on_close(tmp_path, transactions):
@@ -131,6 +160,33 @@ def test_sampling_keeps_about_the_rate(tmp_path, transactions):
     logger.close()
     rows = ds.dataset(str(tmp_path), format="parquet", partitioning="hive").count_rows()
     assert 350 < rows < 650
+
+
+def test_each_row_is_logged_with_its_position_in_its_request(tmp_path, transactions):
+    logger = InferenceLogger(str(tmp_path), "m", flush_seconds=60)
+    frame = transactions.head(7)
+    ids = ["a"] * 3 + ["a"] * 2 + ["b"] * 2  # "a" retried beside its first try: positions given
+    logger.log(frame, np.zeros(7, dtype=int), np.zeros(7), "1", "stable", ids, np.array([0, 1, 2, 0, 1, 0, 1]))
+    logger.log(frame.head(5), np.zeros(5, dtype=int), np.zeros(5), "1", "stable", ["c"] * 2 + ["d"] * 3)
+    logger.close()
+    table = logged(tmp_path)
+    assert table["row"].dtype == "int64"
+    assert table["request_id"].tolist() == [*ids, "c", "c", "d", "d", "d"]
+    assert table["row"].tolist() == [0, 1, 2, 0, 1, 0, 1, 0, 1, 0, 1, 2]  # without positions: counted along each id
+
+
+def test_sampled_rows_keep_their_position_in_their_request(tmp_path, transactions):
+    logger = InferenceLogger(str(tmp_path), "m", sample_rate=0.5, flush_seconds=60)
+    frame = transactions.head(300).reset_index(drop=True)
+    ids = ["a"] * 100 + ["b"] * 200
+    logger.log(frame, np.zeros(300, dtype=int), np.zeros(300), "1", "stable", ids)
+    logger.log(frame, np.zeros(300, dtype=int), np.zeros(300), "1", "stable", ids, np.r_[0:100, 0:200])
+    logger.close()
+    table = logged(tmp_path)
+    assert 0 < len(table) < 600
+    at = table["request_id"].map({"a": 0, "b": 100}) + table["row"]  # each logged row's place in the frame
+    assert table["amount"].tolist() == frame["amount"][at].tolist()
+    assert table["hour_of_day"].tolist() == frame["hour_of_day"][at].tolist()
 
 
 def test_settings_from_env_and_flags():
