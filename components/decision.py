@@ -7,14 +7,13 @@ A row is decided positive exactly when the positive class's probability is at le
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from components.modelfile import ModelIntegrityError, file_sha256
+from components.modelfile import ModelIntegrityError, checked_bytes, file_sha256
 from components.numbers import finite_number
 
 FILE = "decision.json"  # in the model folder, beside the model file
@@ -108,7 +107,8 @@ def tune(probability, positive, policy: dict) -> float:
     if policy["objective"] == "min_cost":
         cfn, cfp = costs(policy)
         total = cfn * (tp[-1] - tp) + cfp * fp
-        return float(thresholds[int(np.flatnonzero(total == total.min())[0])])  # descending: first is highest
+        tied = np.isclose(total, total.min(), rtol=1e-9, atol=0)  # equal costs summed in another order are ties
+        return float(thresholds[int(np.flatnonzero(tied)[0])])  # descending: the first is the highest
     flagged = tp + fp
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = np.where(flagged > 0, tp / np.maximum(flagged, 1), np.nan)
@@ -150,14 +150,7 @@ def read(folder: str | Path, expected_sha256: str | None = None, registered: boo
     if registered and expected_sha256 is None:
         raise ModelIntegrityError(f"{path}: present, but the version was registered without a {TAG} tag: the file "
                                   "was added after registration, so its threshold is not the registered one")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DecisionError(f"{path}: not a readable decision: {exc}") from exc
-    actual = hashlib.sha256(data).hexdigest()
-    if expected_sha256 is not None and actual != expected_sha256:
-        raise ModelIntegrityError(f"{path}: sha256 {actual} differs from the registered {TAG} "
-                                  f"{expected_sha256}: the file changed after registration")
+    data = checked_bytes(path, expected_sha256, TAG)
     try:
         doc = json.loads(data)
         threshold = doc["threshold"]

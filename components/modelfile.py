@@ -28,6 +28,20 @@ def file_sha256(path: str | Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
+def checked_bytes(path: Path, expected_sha256: str | None, tag: str) -> bytes:
+    """A registered file's bytes, read once so that the bytes checked are the bytes used: they must hash to
+    `expected_sha256` (the version's `tag`) when it is given."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelIntegrityError(f"{path}: cannot read it: {exc}") from exc
+    actual = hashlib.sha256(data).hexdigest()
+    if expected_sha256 is not None and actual != expected_sha256:
+        raise ModelIntegrityError(f"{path}: sha256 {actual} differs from the registered {tag} "
+                                  f"{expected_sha256}: the file changed after registration")
+    return data
+
+
 def load_model(folder: str | Path, expected_sha256: str | None):
     """The estimator in an MLflow model folder, loaded with skops and the project's trusted types.
 
@@ -49,14 +63,7 @@ def load_model(folder: str | Path, expected_sha256: str | None):
         raise ModelIntegrityError(f"{mlmodel}: serialization_format is {fmt!r}; only 'skops' models are loaded "
                                   "(pickle and cloudpickle run code while loading)")
     path = folder / MODEL_FILE
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelIntegrityError(f"{path}: cannot read the model file: {exc}") from exc
-    actual = hashlib.sha256(data).hexdigest()
-    if expected_sha256 is not None and actual != expected_sha256:
-        raise ModelIntegrityError(f"{path}: sha256 {actual} differs from the registered model_sha256 "
-                                  f"{expected_sha256}: the file changed after registration")
+    data = checked_bytes(path, expected_sha256, "model_sha256")
     try:
         return sio.loads(data, trusted=TRUSTED_TYPES)
     except UntrustedTypesFoundException as exc:
