@@ -6,7 +6,7 @@ import sys
 
 from components.contract import ContractError
 from components.dataio import DataError
-from mlops.cli import data, demo, kfp, models, run
+from mlops.cli import data, demo, kfp, models, outcomes, run
 from pipelines.defaults import ConfigError
 from serving.config import SettingsError
 
@@ -20,6 +20,7 @@ or against Kubeflow Pipelines.
   pipelines here:  run training, run drift-check
   models:          deploy, serve, model pull
   data:            data generate, data validate, schema infer, init
+  outcomes:        outcomes ingest (the truth about predictions, arriving late)
   on Kubeflow:     upload, submit training, schedule
   all at once:     demo (the whole loop on this machine)"""
 
@@ -34,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
     data.add_data(sub)
     data.add_schema(sub)
     data.add_init(sub)
+    outcomes.add_outcomes(sub)
     models.add_serve(sub)
     models.add_model(sub)
     demo.add_demo(sub)
