@@ -13,8 +13,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from components.contract import Contract
-
-THRESHOLD = 0.5  # grid search and a model without a decision: positive when the probability reaches this
+from components.decision import DEFAULT_THRESHOLD
 
 # name -> (metric of (0/1 labels, predictions), whether it takes the probability (else 0/1 predictions))
 SCORES = {
@@ -59,7 +58,7 @@ def is_positive(labels, contract: Contract) -> np.ndarray:
     return (np.asarray(labels, dtype=object) == contract.positive_class).astype(int)
 
 
-def score(name: str, positive, proba, threshold: float = THRESHOLD) -> float:
+def score(name: str, positive, proba, threshold: float = DEFAULT_THRESHOLD) -> float:
     """Metric `name` of 0/1 labels against the positive class's probability (decided positive at `threshold`
     where it needs decisions)."""
     metric, takes_proba = SCORES[name]

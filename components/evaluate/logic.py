@@ -19,7 +19,7 @@ from sklearn import metrics as skm
 from components import decision
 from components.contract import Contract
 from components.metrics import CLASSIFICATION_METRICS, METRICS, Slices, metric_text
-from components.scoring import THRESHOLD, class_names, is_positive, positive_probability, score
+from components.scoring import class_names, is_positive, positive_probability, score
 
 MEMORY_ROWS = 10_000
 SLICE_METRICS = ("recall", "precision", "roc_auc")
@@ -116,7 +116,7 @@ def _undefined(name: str, y: np.ndarray, proba: np.ndarray, threshold: float) ->
 
 
 def classification_metrics(y_true, proba, names=CLASSIFICATION_METRICS,
-                           threshold: float = THRESHOLD) -> tuple[dict[str, float], dict[str, str]]:
+                           threshold: float = decision.DEFAULT_THRESHOLD) -> tuple[dict[str, float], dict[str, str]]:
     """(metric -> value, metric -> why it is missing) of 0/1 labels against the positive class's probability,
     the thresholded ones deciding positive at `threshold`."""
     y_true, proba = np.asarray(y_true), np.asarray(proba)
@@ -166,7 +166,7 @@ def memory_mb(model, frame: pd.DataFrame, contract: Contract, rows: int = MEMORY
 
 
 def slice_table(frame: pd.DataFrame, positive: np.ndarray, proba: np.ndarray, columns: list[str],
-                slices: Slices, threshold: float = THRESHOLD) -> list[dict]:
+                slices: Slices, threshold: float = decision.DEFAULT_THRESHOLD) -> list[dict]:
     """Recall, precision and ROC AUC per value of each column (None where undefined, with the reason)."""
     table = []
     for column in columns:
@@ -247,7 +247,7 @@ def directory_size_mb(path: str) -> float:
 
 
 def measure(model, holdout: pd.DataFrame, contract: Contract, y: np.ndarray, slice_columns: list[str],
-            slices: Slices, threshold: float = THRESHOLD, policy: dict | None = None):
+            slices: Slices, threshold: float = decision.DEFAULT_THRESHOLD, policy: dict | None = None):
     """The shared metrics of a model (scored with its own `contract`) against the holdout's 0/1 labels `y`,
     deciding at `threshold`, its decisions costed with `policy`'s costs when it names them: (values, missing
     reasons, slice table, probabilities)."""
