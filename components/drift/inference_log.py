@@ -1,8 +1,8 @@
 """Reading the inference log the model server writes (serving/inference_log.py) for the drift check: the rows
 of one model version in a time window, as a pyarrow Table.
 
-The log is Parquet under `model=<name>/hour=<YYYY-MM-DDTHH>/`; only the window's hour partitions are listed and
-each file is read once, in the needed columns.
+Only the window's hour partitions are listed (components.inference_log); each file is read once, in the needed
+columns.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import logging
 import os
 from datetime import datetime, timedelta, timezone
 
+from components import inference_log
 from components.drift import DriftError
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,6 @@ def read_log(uri: str, model_name: str, version: str, features: dict[str, str], 
     Only the hour partitions of the window are listed; each file is read once, in the needed columns. A file
     with missing columns or a numeric feature of another type is skipped and reported; the others count.
     """
-    import fsspec
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -73,49 +73,39 @@ def read_log(uri: str, model_name: str, version: str, features: dict[str, str], 
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     since = now - timedelta(hours=window_hours)
     try:
-        fs, root = fsspec.core.url_to_fs(uri.rstrip("/"))
-        if not fs.isdir(root):
-            raise DriftError(f"inference log {uri}: no such folder")
-        base = f"{root}/model={model_name}"
-        hours = [p for p in (fs.ls(base, detail=False) if fs.isdir(base) else [])
-                 if p.rsplit("/", 1)[-1].startswith("hour=")]
-    except DriftError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - OSError, or a cloud SDK's own (no credentials, ...)
-        raise DriftError(f"inference log {uri}: cannot list it: {type(exc).__name__}: {exc}") from exc
-    first, last = f"{since:%Y-%m-%dT%H}", f"{now:%Y-%m-%dT%H}"
-    hours = sorted(p for p in hours if first <= p.rsplit("=", 1)[-1] <= last)
+        fs, paths = inference_log.files(uri, model_name, since, now)
+    except inference_log.LogError as exc:
+        raise DriftError(str(exc)) from exc
     columns = [*features, *META_COLUMNS]
     categorical = [c for c, k in features.items() if k == "categorical"]  # read as dictionaries: binned once
     tables, skipped, seen = [], [], {}
     threads = len(os.sched_getaffinity(0)) > 1  # on one core, Arrow's decoding threads only contend
-    for hour in hours:
-        for path in sorted(fs.glob(f"{hour}/*.parquet")):
-            name = fs.unstrip_protocol(path)
-            try:
-                footer = pq.read_metadata(path, filesystem=fs)
-                missing = [c for c in columns if c not in footer.schema.names]
-                if missing:
-                    skipped.append({"file": name, "reason": "missing column(s): " + ", ".join(missing)})
-                    continue
-                parquet = pq.ParquetFile(path, filesystem=fs, metadata=footer,  # the footer parsed once
-                                         read_dictionary=[*categorical, "model_version"])
-                table = parquet.read(columns, use_threads=threads)
-            except Exception as exc:  # noqa: BLE001 - any unreadable file is reported and skipped
-                skipped.append({"file": name, "reason": f"{type(exc).__name__}: {exc}"})
+    for path in paths:
+        name = fs.unstrip_protocol(path)
+        try:
+            footer = pq.read_metadata(path, filesystem=fs)
+            missing = [c for c in columns if c not in footer.schema.names]
+            if missing:
+                skipped.append({"file": name, "reason": "missing column(s): " + ", ".join(missing)})
                 continue
-            wrong = _wrong_types(table.schema, features, seen)
-            if wrong:
-                skipped.append({"file": name, "reason": "column(s) of another type: " + "; ".join(wrong)})
-                continue
-            versions = table["model_version"]
-            versions = versions if pa.types.is_dictionary(versions.type) else versions.cast(pa.string())
-            stamps = table["timestamp"]
-            in_window = pc.and_(pc.greater_equal(stamps, pa.scalar(since, pa.timestamp("ms", "UTC"))),
-                                pc.less_equal(stamps, pa.scalar(now, pa.timestamp("ms", "UTC"))))
-            mask = pc.fill_null(pc.and_(pc.equal(versions, version), in_window), False)
-            table = table.drop_columns(list(META_COLUMNS))
-            tables.append(table if pc.all(mask).as_py() else table.filter(mask))  # a copy only when needed
+            parquet = pq.ParquetFile(path, filesystem=fs, metadata=footer,  # the footer parsed once
+                                     read_dictionary=[*categorical, "model_version"])
+            table = parquet.read(columns, use_threads=threads)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is reported and skipped
+            skipped.append({"file": name, "reason": f"{type(exc).__name__}: {exc}"})
+            continue
+        wrong = _wrong_types(table.schema, features, seen)
+        if wrong:
+            skipped.append({"file": name, "reason": "column(s) of another type: " + "; ".join(wrong)})
+            continue
+        versions = table["model_version"]
+        versions = versions if pa.types.is_dictionary(versions.type) else versions.cast(pa.string())
+        stamps = table["timestamp"]
+        in_window = pc.and_(pc.greater_equal(stamps, pa.scalar(since, pa.timestamp("ms", "UTC"))),
+                            pc.less_equal(stamps, pa.scalar(now, pa.timestamp("ms", "UTC"))))
+        mask = pc.fill_null(pc.and_(pc.equal(versions, version), in_window), False)
+        table = table.drop_columns(list(META_COLUMNS))
+        tables.append(table if pc.all(mask).as_py() else table.filter(mask))  # a copy only when needed
     for s in skipped:
         log.warning("inference log: skipped %s: %s", s["file"], s["reason"])
     if not tables:

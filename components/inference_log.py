@@ -1,0 +1,29 @@
+"""Where the inference log keeps what: the layout the model server writes (serving/inference_log.py), Parquet
+under `<uri>/model=<name>/hour=<YYYY-MM-DDTHH>/`, and the files of a time span, found by listing only its hours."""
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class LogError(ValueError):
+    """The inference log cannot be listed."""
+
+
+def files(uri: str, model_name: str, since: datetime, until: datetime) -> tuple[object, list[str]]:
+    """(fsspec filesystem, the Parquet files of the hour partitions from `since` to `until`, in time order)."""
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(uri.rstrip("/"))
+        if not fs.isdir(root):
+            raise LogError(f"inference log {uri}: no such folder")
+        base = f"{root}/model={model_name}"
+        hours = [p for p in (fs.ls(base, detail=False) if fs.isdir(base) else [])
+                 if p.rsplit("/", 1)[-1].startswith("hour=")]
+        first, last = f"{since:%Y-%m-%dT%H}", f"{until:%Y-%m-%dT%H}"
+        hours = sorted(p for p in hours if first <= p.rsplit("=", 1)[-1] <= last)
+        return fs, [path for hour in hours for path in sorted(fs.glob(f"{hour}/*.parquet"))]
+    except LogError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - OSError, or a cloud SDK's own (no credentials, ...)
+        raise LogError(f"inference log {uri}: cannot list it: {type(exc).__name__}: {exc}") from exc
