@@ -16,6 +16,7 @@ _MIX_REMOTE = np.array([6, 6, 0, 16, 40, 12, 8, 3, 3, 4, 0, 2], dtype=float)
 _AMOUNT_FACTOR = dict(zip(CATEGORIES, [0.8, 0.7, 0.9, 3.0, 1.3, 4.0, 1.0, 1.2, 5.0, 1.5, 2.0, 1.0]))
 _CATEGORY_RISK = dict(zip(CATEGORIES, [0.0, 0.0, 0.2, 0.7, 0.5, 0.4, 0.1, 0.0, 1.0, 1.0, 0.9, 0.2]))
 _INTERCEPT = -8.55
+_CONCEPT_INTERCEPT = -5.75
 
 # What --drift shifts: larger amounts, more online retail and electronics, less trusted devices and
 # bursts of transactions, which make fraud more frequent; and, leaving the fraud rate as it is, higher
@@ -24,13 +25,23 @@ _INTERCEPT = -8.55
 DRIFTED_FEATURES = ("amount", "merchant_category", "device_trust_score", "txn_count_1h", "amount_avg_30d",
                     "txn_count_24h", "day_of_week", "distance_from_home_km")
 
+# What --concept-drift changes: which transactions are fraud, not what the transactions look like (concept
+# drift). The new pattern puts fraud where the old one does not look: amounts close to the card's 30-day
+# average, card-present payments on trusted devices, daytime, low-risk categories (grocery, restaurants,
+# health, fuel), established accounts, near home. Every feature is drawn exactly as before; only the
+# probability of fraud is mixed, (1 - concept) * old + concept * new, as if a `concept` share of the rows
+# followed the new pattern. Both patterns give about 2 % fraud without drift, so the fraud rate stays put.
 
-def generate(rows: int, seed: int = 0, drift: float = 0.0) -> pd.DataFrame:
-    """`rows` transactions; `drift` (0 = none, 1 = strong) shifts DRIFTED_FEATURES."""
+
+def generate(rows: int, seed: int = 0, drift: float = 0.0, concept: float = 0.0) -> pd.DataFrame:
+    """`rows` transactions; `drift` (0 = none, 1 = strong) shifts DRIFTED_FEATURES; `concept` (0 = the
+    original fraud pattern, 1 = the new one) moves the label only."""
     if rows < 1:
         raise ValueError(f"rows must be at least 1, got {rows}")
     if drift < 0:
         raise ValueError(f"drift must be >= 0, got {drift}")
+    if not 0 <= concept <= 1:
+        raise ValueError(f"concept must be between 0 and 1, got {concept}")
 
     def rng(stream: str) -> np.random.Generator:
         """One random stream per quantity, so drifting one feature leaves the others as they were."""
@@ -83,7 +94,18 @@ def generate(rows: int, seed: int = 0, drift: float = 0.0) -> pd.DataFrame:
         - 0.3 * np.log1p(account_age / 30)
         + 0.15 * np.log1p(np.nan_to_num(distance, nan=5.0))
     )
-    is_fraud = (rng("is_fraud").random(rows) < 1 / (1 + np.exp(-logit))).astype("int64")
+    new_logit = (
+        _CONCEPT_INTERCEPT
+        - 3.0 * np.abs(np.log(amount / np.maximum(amount_avg_30d, 0.01)))
+        + 1.5 * card_present
+        + 4.0 * (np.nan_to_num(trust, nan=0.9) - 0.7)
+        + 1.5 * ((hour >= 9) & (hour <= 17))
+        - 3.0 * risk
+        + 0.3 * np.log1p(account_age / 30)
+        - 0.3 * np.log1p(np.nan_to_num(distance, nan=5.0))
+    )
+    p_fraud = (1 - concept) / (1 + np.exp(-logit)) + concept / (1 + np.exp(-new_logit))
+    is_fraud = (rng("is_fraud").random(rows) < p_fraud).astype("int64")
 
     return pd.DataFrame({
         "amount": amount,

@@ -11,10 +11,13 @@ def cmd_data_generate(args) -> int:
     from components import dataio
     from mlops import datagen
 
-    df = datagen.generate(args.rows, args.seed, args.drift)
+    if not 0 <= args.concept_drift <= 1:
+        raise ValueError(f"--concept-drift must be between 0 and 1, got {args.concept_drift}")
+    df = datagen.generate(args.rows, args.seed, args.drift, args.concept_drift)
     dataio.write_table(df, args.out)
     print(f"wrote {len(df):,} rows ({df[datagen.LABEL].mean():.2%} fraud"
-          f"{f', drift {args.drift} on {list(datagen.DRIFTED_FEATURES)}' if args.drift else ''}) to {args.out}")
+          f"{f', drift {args.drift} on {list(datagen.DRIFTED_FEATURES)}' if args.drift else ''}"
+          f"{f', concept drift {args.concept_drift} (the label only)' if args.concept_drift else ''}) to {args.out}")
     return 0
 
 
@@ -91,6 +94,11 @@ def add_data(sub) -> None:
     gen.add_argument("--drift", type=float, default=0.0,
                      help="covariate shift of amounts, merchant category, device trust, transaction counts, "
                           "weekdays and distances (0 = none; the features are listed when it runs)")
+    gen.add_argument("--concept-drift", type=float, default=0.0, metavar="X",
+                     help="changes which transactions are fraud, not what the transactions look like: the inputs "
+                          "do not drift, the model's live recall drops (0 = today's fraud pattern, 1 = the new "
+                          "one: small amounts near the card's average, trusted devices, daytime, low-risk "
+                          "categories, card-present)")
     gen.add_argument("--out", required=True, help="Parquet path or fsspec URL")
     gen.set_defaults(func=cmd_data_generate)
     val = data.add_parser("validate", help="check a data file against a feature contract (pandera, every failure)")
