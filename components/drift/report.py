@@ -3,35 +3,88 @@ shares on the profile's bins as an inline SVG bar chart (self-contained: no scri
 """
 from __future__ import annotations
 
+import math
+
+FONT, ANGLE = 10, 45  # x labels: font size (px), rotated this many degrees up to the left, ending at their bin
+CHAR = 0.62 * FONT  # a generous average glyph width: the label's length in px, to size the margins
+SHORT = 24  # longer labels are shortened with an ellipsis, unless that makes two alike (the full one is in a title)
+COLORS = (("#8c8c8c", "training reference"), ("#d9534f", "logged rows"))
+
 
 def _bin_labels(spec: dict) -> list[str]:
     if spec["kind"] == "numeric":
-        edges = [f"{e:.4g}" for e in spec["edges"]]
-        if not edges:
+        if not spec["edges"]:
             return ["all", "null"]
+        for digits in range(4, 18):  # enough significant digits that no two edges read alike
+            edges = [f"{e:.{digits}g}" for e in spec["edges"]]
+            if len(set(edges)) == len(edges):
+                break
         return [f"< {edges[0]}", *(f"{a}..{b}" for a, b in zip(edges, edges[1:])), f">= {edges[-1]}", "null"]
     return [*(str(v) for v in spec["values"]), "unseen", "null"]
 
 
+def _shown(labels: list[str]) -> list[str]:
+    """The labels as drawn: the long ones cut with an ellipsis, at a length that keeps them all distinct."""
+    for limit in (SHORT, 2 * SHORT, None):
+        shown = [label if limit is None or len(label) <= limit else label[:limit - 1] + "\u2026" for label in labels]
+        if len(set(shown)) == len(set(labels)):
+            return shown
+    return labels
+
+
+def _ticks(top: float) -> list[float]:
+    """0 and round steps (1, 2, 2.5 or 5 times a power of ten), at most 6 of them, up to at least `top`."""
+    top = max(top, 1e-6)
+    power = 10.0 ** math.floor(math.log10(top / 5))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if top / (m * power) <= 5)
+    return [i * step for i in range(math.ceil(top / step - 1e-9) + 1)]
+
+
+def _percent(share: float, step: float) -> str:
+    digits = next((d for d in range(6) if abs(round(step * 100, d) - step * 100) < 1e-9), 6)
+    return f"{share * 100:.{digits}f} %"
+
+
 def _svg(labels: list[str], reference: list[float], current: list[float]) -> str:
+    """Grouped bars per bin on a share axis with gridlines, a legend, and rotated bin labels that never overlap:
+    neighbouring labels are `step` px apart along x, so step * sin(ANGLE) apart across, more than a line."""
     from html import escape
 
-    width, height, pad = 560, 150, 24
-    n = len(labels)
-    step = (width - 2 * pad) / max(n, 1)
-    top = max([*reference, *current, 1e-9])
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 40}" role="img">']
+    n, shown = len(labels), _shown(labels)
+    cos, sin = math.cos(math.radians(ANGLE)), math.sin(math.radians(ANGLE))
+    step = max(40.0, 480 / max(n, 1))
+    # a label ends at its bin's centre and runs down to the left: the left margin holds the first ones
+    left = max(58.0, *(len(s) * CHAR * cos - (i + 0.5) * step + 4 for i, s in enumerate(shown)))
+    top_pad, plot_h = 28, 150
+    bottom = top_pad + plot_h
+    height = bottom + 12 + max((len(s) * CHAR * sin + FONT for s in shown), default=0)
+    width = left + n * step + 12
+    ticks = _ticks(max([*reference, *current, 0.0]))
+    y = lambda share: bottom - plot_h * share / ticks[-1]  # noqa: E731
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" role="img" '
+             f'font-family="sans-serif" font-size="{FONT}">']
+    for t in ticks:
+        parts.append(f'<line x1="{left:.1f}" y1="{y(t):.1f}" x2="{left + n * step:.1f}" y2="{y(t):.1f}" '
+                     f'stroke="{"#333" if t == 0 else "#e3e3e3"}"/><text class="ytick" x="{left - 5:.1f}" '
+                     f'y="{y(t) + 3.5:.1f}" text-anchor="end">{_percent(t, ticks[1])}</text>')
+    parts.append(f'<line x1="{left:.1f}" y1="{top_pad - 4}" x2="{left:.1f}" y2="{bottom}" stroke="#333"/>'
+                 f'<text x="12" y="{top_pad + plot_h / 2:.1f}" text-anchor="middle" '
+                 f'transform="rotate(-90 12 {top_pad + plot_h / 2:.1f})">share of rows</text>')
+    for k, (color, name) in enumerate(COLORS):
+        lx = left + 8 + k * 140
+        parts.append(f'<rect x="{lx:.1f}" y="6" width="10" height="10" fill="{color}"/>'
+                     f'<text x="{lx + 14:.1f}" y="15">{name}</text>')
     for i, (label, r, c) in enumerate(zip(labels, reference, current)):
-        x = pad + i * step
-        for j, (share, color) in enumerate(((r, "#8c8c8c"), (c, "#d9534f"))):
-            h = (height - pad) * share / top
-            parts.append(f'<rect x="{x + j * step * 0.4 + step * 0.1:.1f}" y="{height - h:.1f}" '
-                         f'width="{step * 0.38:.1f}" height="{h:.1f}" fill="{color}">'
-                         f'<title>{escape(label)}: {"reference" if j == 0 else "current"} {share:.3%}</title></rect>')
-        parts.append(f'<text x="{x + step / 2:.1f}" y="{height + 14}" font-size="9" text-anchor="middle">'
-                     f'{escape(label[:12])}</text>')
-    parts.append(f'<line x1="{pad}" y1="{height}" x2="{width - pad}" y2="{height}" stroke="#333"/></svg>')
-    return "".join(parts)
+        x = left + i * step
+        for j, (share, (color, name)) in enumerate(zip((r, c), COLORS)):
+            parts.append(f'<rect x="{x + step * (0.1 + 0.4 * j):.1f}" y="{y(share):.1f}" width="{step * 0.38:.1f}" '
+                         f'height="{bottom - y(share):.1f}" fill="{color}">'
+                         f'<title>{escape(label)}: {name} {share:.2%}</title></rect>')
+        cx, ly = x + step / 2, bottom + 12
+        parts.append(f'<text class="xlabel" x="{cx:.1f}" y="{ly}" text-anchor="end" '
+                     f'transform="rotate(-{ANGLE} {cx:.1f} {ly})"><title>{escape(label)}</title>'
+                     f'{escape(shown[i])}</text>')
+    return "".join(parts) + "</svg>"
 
 
 def render_html(result: dict, detail: dict, profile: dict) -> str:
