@@ -36,12 +36,17 @@ def exported_metrics() -> set[str]:
 
 
 def pushed_metrics() -> set[str]:
-    """Every series name the drift check and its trigger push, from the registries they push."""
+    """Every series name the drift check, its trigger and the live-performance check push, from the registries
+    they push."""
     from components.drift import logic as drift
+    from components.performance import logic as performance
     from components.trigger import logic as trigger
 
     result = {"model_name": "m", "model_version": "1", "decision": "retrain", "samples": 1, "scores": {"f": 0.5}}
-    registries = (drift.gauges(result), trigger.gauges("m", {"submitted": True, "run": "r"}))
+    live = {"model_name": "m", "model_version": "1", "decision": "performance_degraded",
+            "versions": {"1": {"labelled": 10, "metrics": {"recall": 0.5, "roc_auc": 0.8}}}}
+    registries = (drift.gauges(result), trigger.gauges("m", {"submitted": True, "run": "r"}),
+                  performance.gauges(live))
     return {s.name for registry in registries for family in registry.collect() for s in family.samples}
 
 
@@ -90,7 +95,8 @@ def test_every_promised_alert_exists():
                            "ModelServerLatencyBudgetBurnFast", "ModelServerLatencyBudgetBurnSlow",
                            "ModelServerSheddingLoad", "InferenceLogRowsDropped", "ModelRolloutDegraded",
                            "ModelDriftRetrainingDue", "ModelDriftCheckNotRunning",
-                           "ModelDriftRetrainingSubmissionFailed"}
+                           "ModelDriftRetrainingSubmissionFailed", "ModelLivePerformanceDegraded",
+                           "ModelLivePerformanceCheckNotRunning"}
     assert "absent_over_time(push_time_seconds" in alerts["ModelDriftCheckNotRunning"]["expr"]
     assert 'phase="Degraded"' in alerts["ModelRolloutDegraded"]["expr"]
     for name, alert in alerts.items():
@@ -147,11 +153,28 @@ def drift_check(due: int = 0, pushed: str | None = HOURLY, failed: int | None = 
     return series
 
 
+LIVE_GROUP = CHECK_GROUP + ', step="live-performance"'  # the live-performance check's group
+
+
+def live_check(degraded: str = f"0x{MINUTES}", pushed: str = HOURLY, version: str = "3", recall: float = 0.625,
+               rows: int = 1200) -> list[dict]:
+    """The live-performance check's gauges of the production `version` (`degraded`: the values of
+    model_live_performance_degraded), pushed at the times `pushed`."""
+    keys = f'{LIVE_GROUP}, model="fraud-detection", model_version="{version}"'
+    return [{"series": f"model_live_performance_degraded{{{keys}}}", "values": degraded},
+            {"series": f'model_live_metric{{{keys}, metric="recall"}}', "values": f"{recall}x{MINUTES}"},
+            {"series": f'model_live_metric{{{keys}, metric="roc_auc"}}', "values": f"0.9x{MINUTES}"},
+            {"series": f"model_live_labelled_rows{{{keys}}}", "values": f"{rows}x{MINUTES}"},
+            {"series": f"push_time_seconds{{{LIVE_GROUP}}}", "values": pushed}]
+
+
 KEYS = {"namespace": "mlops", "model": "fraud-detection"}
 DUE = ("ModelDriftRetrainingDue", {"model": "fraud-detection", "model_version": "3"})
 NOT_RUNNING = ("ModelDriftCheckNotRunning", {"job": "fraud-detection"})
+SUBMISSION_FAILED = ("ModelDriftRetrainingSubmissionFailed", {"model": "fraud-detection"})
+LIVE_DEGRADED = ("ModelLivePerformanceDegraded", {"model": "fraud-detection", "model_version": "3"})
 CASES = {
-    "clean traffic": (traffic() + rollout_phase("Healthy") + drift_check(), []),
+    "clean traffic": (traffic() + rollout_phase("Healthy") + drift_check() + live_check(), []),
     "5% server errors": (traffic(errors_5xx=0.05) + drift_check(), [("ModelServerErrorBudgetBurnFast", KEYS),
                                                                     ("ModelServerErrorBudgetBurnSlow", KEYS)]),
     "0.3% server errors": (traffic(errors_5xx=0.003) + drift_check(), []),  # within 6x of the 0.1% budget
@@ -164,14 +187,21 @@ CASES = {
                          [("ModelRolloutDegraded", {"name": "fraud-detection"})]),
     "retraining due, submitted": (traffic() + drift_check(due=1, failed=0), [DUE]),
     "retraining due, submission failed": (traffic() + drift_check(due=1, failed=1),
-                                          [DUE, ("ModelDriftRetrainingSubmissionFailed",
-                                                 {"model": "fraud-detection"})]),
+                                          [DUE, SUBMISSION_FAILED]),
     # the submission failed an hour ago; the drift has gone since: nothing left to submit
     "failed submission, drift gone": (traffic() + drift_check(due=0, failed=1), []),
     "drift check stopped 3 h ago": (traffic() + drift_check(pushed=f"-10800x{MINUTES}"), [NOT_RUNNING]),
     "drift check never pushed": (traffic() + drift_check(pushed=None), [NOT_RUNNING]),
     # the Pushgateway lost its groups 40 minutes ago (a restart): not yet two hours without a check
     "drift check series gone 40 min ago": (traffic() + drift_check(pushed=f"0x{MINUTES - 45} _x44"), []),
+    "live performance degraded": (traffic() + drift_check() + live_check(degraded=f"1x{MINUTES}"), [LIVE_DEGRADED]),
+    # retraining due on the live gates alone, without drift: its failed submission pages all the same
+    "live performance degraded, submission failed": (
+        traffic() + drift_check(due=0, failed=1) + live_check(degraded=f"1x{MINUTES}"),
+        [LIVE_DEGRADED, SUBMISSION_FAILED]),
+    # the drift check still runs; its own alert does not read the live group's push time
+    "live check stopped 3 h ago": (traffic() + drift_check() + live_check(pushed=f"-10800x{MINUTES}"),
+                                   [("ModelLivePerformanceCheckNotRunning", {"job": "fraud-detection"})]),
 }
 
 
@@ -190,6 +220,61 @@ def test_alerts_fire_on_failing_traffic_only(case, tmp_path):
             "tests": [{"interval": "1m", "input_series": series,
                        "alert_rule_test": [{"eval_time": f"{MINUTES - 5}m", "alertname": name, "exp_alerts": exp}
                                            for name, exp in expected.items()]}]}
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(test))
+    out = promtool("test", "rules", "test.yaml", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def expanded(template: str, *values: str) -> str:
+    """`template` with its `{{ with ... }}...{{ end }}` query blocks replaced by `values` in order."""
+    blocks = re.findall(r"\{\{ with .*?\{\{ end \}\}", template)
+    assert len(blocks) == len(values), blocks
+    for block, value in zip(blocks, values):
+        template = template.replace(block, value, 1)
+    return template
+
+
+# model_version -> (live recall, labelled rows) the description shows, per evaluation minute
+LIVE_CASES = {
+    "degraded": (live_check(degraded=f"1x{MINUTES}"), {MINUTES - 5: {"3": ("62.5%", "1200")}}),
+    "healthy": (live_check(), {MINUTES - 5: {}}),
+    # the alert does not hang on the recall series (a metric without a value is not pushed)
+    "degraded, no recall pushed": ([s for s in live_check(degraded=f"1x{MINUTES}") if "recall" not in s["series"]],
+                                   {MINUTES - 5: {"3": ("n/a", "1200")}}),
+    # a candidate's poor live recall is measured, but only the production version is judged
+    "production at 0, a candidate with low recall": (
+        live_check() + [s for s in live_check(version="4", recall=0.1, rows=300) if "push_time" not in s["series"]
+                        and "degraded" not in s["series"]], {MINUTES - 5: {}}),
+    # version 4 promoted at the push of 60 min (the group replaced) and degraded; version 3 was fine
+    "promoted version degraded": (
+        live_check(degraded=f"0x59 _x{MINUTES - 60}")
+        + [s if "degraded" not in s["series"] else {**s, "values": f"_x59 1x{MINUTES - 60}"}
+           for s in live_check(version="4", recall=0.4, rows=800) if "push_time" not in s["series"]],
+        {30: {}, MINUTES - 5: {"4": ("40%", "800")}}),
+    # the push of 60 min found it recovered
+    "resolved": (live_check(degraded=f"1x59 0x{MINUTES - 60}"), {30: {"3": ("62.5%", "1200")}, MINUTES - 5: {}}),
+}
+
+
+@pytest.mark.parametrize("case", LIVE_CASES, ids=list(LIVE_CASES))
+def test_live_performance_alert_names_the_version_and_its_live_recall(case, tmp_path):
+    series, firing = LIVE_CASES[case]
+    (alert,) = (r for r in rules() if r.get("alert") == "ModelLivePerformanceDegraded")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(RULE["spec"]))
+    summary, description = alert["annotations"]["summary"], alert["annotations"]["description"]
+    labels = {"model": "fraud-detection", "severity": alert["labels"]["severity"]}
+
+    def expected(version: str, recall: str, rows: str) -> dict:
+        return {"exp_labels": {**labels, "model_version": version},
+                "exp_annotations": {"summary": summary.replace("{{ $labels.model }}", "fraud-detection")
+                                    .replace("{{ $labels.model_version }}", version),
+                                    "description": expanded(description, recall, rows)}}
+
+    test = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": series,
+                       "alert_rule_test": [{"eval_time": f"{minute}m", "alertname": alert["alert"],
+                                            "exp_alerts": [expected(v, *shown) for v, shown in versions.items()]}
+                                           for minute, versions in firing.items()]}]}
     (tmp_path / "test.yaml").write_text(yaml.safe_dump(test))
     out = promtool("test", "rules", "test.yaml", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
