@@ -42,7 +42,8 @@ NOT_APPLICABLE = "not applicable: no baseline"
 LIVE_METRICS = ("precision", "recall", "f1", "flag_rate", "expected_cost", "roc_auc", "average_precision")
 # How much truth a live verdict needs and which predictions count (the live section's keys besides metrics).
 LIVE_DEFAULTS = {"min_labelled": 500, "min_labelled_positives": 200, "window_days": 30.0,
-                 "label_maturity_days": 0.0, "implicit_negative_after_days": None}
+                 "label_maturity_days": 0.0}
+LIVE_OPTIONAL = ("implicit_negative_after_days",)  # absent: a row without outcome is never labelled
 
 
 class GateConfigError(ValueError):
@@ -115,7 +116,7 @@ def check_live(doc, source: str = "quality gates") -> dict:
     """The `live:` section, checked, with its defaults filled in (absent: LIVE_DEFAULTS and no metric gated)."""
     if doc is None:
         return {**LIVE_DEFAULTS, "metrics": {}}
-    keys = sorted([*LIVE_DEFAULTS, "metrics"])
+    keys = sorted([*LIVE_DEFAULTS, *LIVE_OPTIONAL, "metrics"])
     if not isinstance(doc, dict):
         raise GateConfigError(f"{source}: 'live' must be a mapping of {keys}, got {doc!r}")
     unknown = sorted(set(doc) - set(keys))
@@ -123,8 +124,6 @@ def check_live(doc, source: str = "quality gates") -> dict:
         raise GateConfigError(f"{source}: unknown key(s) {unknown} in 'live'; allowed: {keys}")
     out = {**LIVE_DEFAULTS, **{k: v for k, v in doc.items() if k != "metrics"}}
     for key, value in out.items():
-        if key == "implicit_negative_after_days" and value is None:
-            continue
         if not finite_number(value) or value < 0 or (key.startswith("min_") and not is_int(whole(value))):
             kind = "an int >= 0" if key.startswith("min_") else "a number >= 0"
             raise GateConfigError(f"{source}: live.{key} must be {kind}, got {value!r}")

@@ -27,3 +27,17 @@ def files(uri: str, model_name: str, since: datetime, until: datetime) -> tuple[
         raise
     except Exception as exc:  # noqa: BLE001 - OSError, or a cloud SDK's own (no credentials, ...)
         raise LogError(f"inference log {uri}: cannot list it: {type(exc).__name__}: {exc}") from exc
+
+
+def window_end(text: str) -> datetime | None:
+    """The end of the window a check reads: None (now) for "", else an ISO 8601 time with its UTC offset."""
+    if not text:
+        return None
+    try:
+        end = datetime.fromisoformat(text)
+    except ValueError:
+        end = None
+    if end is None or end.tzinfo is None:
+        raise LogError(f"window_end {text!r}: expected an ISO 8601 time with a UTC offset, e.g. "
+                       "2026-01-31T12:00:00+00:00, or \"\" for now")
+    return end

@@ -108,3 +108,54 @@ def ingest(frames: dict[str, pd.DataFrame], uri: str, model_name: str, contract:
         summary.append({"file": source, "rows": len(new), "dates": dates, "files": files,
                         "duplicates": len(frame) - len(new), "conflicting": conflicting})
     return summary
+
+
+
+def last_per_key(table, keys: list[str], order: str):
+    """(`table` sorted by `keys` then `order`, a mask of its last row of each distinct `keys`) for a pyarrow
+    Table: one sort, then comparisons of neighbours."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    table = table.sort_by([*((k, "ascending") for k in keys), (order, "ascending")])
+    n = table.num_rows
+    same = np.ones(max(n - 1, 0), dtype=bool)  # row i and row i + 1 have the same keys
+    for key in keys:
+        column = table[key].combine_chunks()
+        same &= pc.equal(column.slice(0, n - 1), column.slice(1)).to_numpy(zero_copy_only=False)
+    return table, np.r_[~same, True] if n else np.zeros(0, dtype=bool)
+
+
+def latest(uri: str, model_name: str, label: str, since=None) -> tuple[object, int]:
+    """(the outcomes observed since `since` (a datetime; None: all), one row per (request_id, row): the latest
+    observed_at's, as a pyarrow Table of request_id, row, `label`, observed_at; the number of those keys given
+    more than one label). Only the date partitions from `since`'s day on are read, in these columns."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    fs, root = fsspec.core.url_to_fs(f"{uri.rstrip('/')}/model={model_name}")
+    first = f"date={since:%Y-%m-%d}" if since is not None else ""
+    dates = sorted(p for p in (fs.ls(root, detail=False) if fs.isdir(root) else [])
+                   if p.rsplit("/", 1)[-1].startswith("date=") and p.rsplit("/", 1)[-1] >= first)
+    columns = [*KEY, label, "observed_at"]
+    types = {"request_id": pa.string(), "row": pa.int64(), "observed_at": pa.timestamp("ms", "UTC")}
+    tables = []
+    for path in (path for date in dates for path in sorted(fs.glob(f"{date}/*.parquet"))):
+        table = pq.read_table(path, columns=columns, filesystem=fs)
+        tables.append(table.cast(pa.schema([(c, types.get(c, table.schema.field(c).type)) for c in columns])))
+    if not tables:
+        return pa.table({**{c: pa.array([], t) for c, t in types.items() if c != "observed_at"},
+                         label: pa.array([], pa.string()), "observed_at": pa.array([], types["observed_at"])}), 0
+    table = pa.concat_tables(tables, promote_options="permissive")
+    if since is not None:
+        table = table.filter(pc.greater_equal(table["observed_at"], pa.scalar(since, types["observed_at"])))
+    table, last = last_per_key(table, KEY, "observed_at")
+    labels = table[label].combine_chunks()
+    n = len(labels)
+    same = ~last[:-1]
+    differs = same & pc.not_equal(labels.slice(0, n - 1), labels.slice(1)).to_numpy(zero_copy_only=False) \
+        if n > 1 else np.zeros(0, dtype=bool)
+    group = np.cumsum(np.r_[0, ~same]) if n else np.zeros(0, dtype=np.int64)  # key number of each row
+    return table.filter(last), int(len(np.unique(group[:-1][differs])))

@@ -63,7 +63,7 @@ class DriftCheckRun:
     log: Path
     seconds: float
     steps: dict[str, float]
-    result: dict  # the check's JSON result
+    result: dict  # the monitoring run's JSON result: the drift check's, with `performance` when outcomes were given
     retraining: dict | None  # the trigger's outcome; None when retraining was not due
     retrainings: list[Retraining] = field(default_factory=list)  # the outbox's requests carried out after it
 
@@ -171,14 +171,15 @@ def run_drift_check(log_uri: str, settings: config_defaults.DriftDefaults, home:
 
     arguments = {"log_uri": log_uri, "tracking_uri": settings.tracking_uri, "registry_uri": settings.registry_uri,
                  "model_name": settings.model_name,
-                 "drift_config": settings.config, "outbox_uri": str(home.resolve() / "outbox"), **(parameters or {})}
+                 "drift_config": settings.config, "live_gates": settings.live,
+                 "outbox_uri": str(home.resolve() / "outbox"), **(parameters or {})}
     run_dir, log, seconds = _run(drift_check.build(settings), drift_check.NAME, arguments, home.resolve())
     box = outbox(home, float(arguments.get("cooldown_hours", 6.0)))
     if training is None and box.pending():  # the configs of record, read only when there is a request
         training = config_defaults.for_local_runs(config_defaults.load(root=config_defaults.SOURCE))
     retrainings = retrain(box, training, home)
     return DriftCheckRun(run_dir=run_dir, log=log, seconds=seconds, steps=step_seconds(log),
-                         result=_read_json(run_dir / "check-drift" / "result"),
+                         result=_read_json(run_dir / "check-performance" / "result"),
                          retraining=_read_json(run_dir / "trigger-retraining" / "retraining"),
                          retrainings=retrainings)
 

@@ -12,7 +12,7 @@ from components.decision import DecisionError, check_decision
 from components.deploy.online import online_of
 from components.drift import DriftError
 from components.drift.logic import check_config as check_drift_config
-from components.gates import GateConfigError, check_gates
+from components.gates import GateConfigError, check_gates, check_live
 from components.metrics import METRICS
 from components.numbers import finite_number
 from components.source import SOURCE  # the source tree: configs/, schemas/
@@ -91,7 +91,7 @@ def check_deploy(section: dict, path) -> dict:
 # The training pipeline's steps (task names in the compiled YAML); tests/compile checks they agree.
 STEPS = ("validate-data", "train-model", "evaluate-model", "quality-gate", "register-model", "deploy-model",
          "stop-on-failed-gate")
-DRIFT_STEPS = ("check-drift", "trigger-retraining")  # the drift-check pipeline's
+DRIFT_STEPS = ("check-drift", "check-performance", "trigger-retraining")  # the drift-check pipeline's
 RESOURCE_KEYS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
 # Kubernetes quantities in the forms KFP accepts: cores ("2", "0.5", "500m") and bytes ("512Mi", "2Gi", "1G")
 _CPU = re.compile(r"((?:\d*\.)?\d+)(m?)")
@@ -167,17 +167,26 @@ class DriftDefaults:
     model_name: str
     config: dict  # checked configs/drift.yaml
     resources: dict
+    live: dict  # the gates file's live section, checked, defaults filled in
     registry_uri: str = ""  # the model registry; "": the tracking URI
 
 
-def load_drift(drift: str | Path = DRIFT, config: str | Path = CONFIG, root: str | Path = ".") -> DriftDefaults:
-    """The drift check's settings: configs/drift.yaml, and the registry and resources sections of the training
-    config (its training, deploy and gates are not read)."""
-    config = Path(root, config)
+def load_drift(drift: str | Path = DRIFT, config: str | Path = CONFIG, root: str | Path = ".",
+               gates: str | Path = GATES) -> DriftDefaults:
+    """The monitoring run's settings: configs/drift.yaml, the registry and resources sections of the training
+    config (its training and deploy are not read) and the gates file's live section (the whole file checked)."""
+    config, gates = Path(root, config), Path(root, gates)
     doc = read_yaml(config)
     registry = _section(doc, config, "registry", {"tracking_uri", "model_name"})
+    gates_doc = read_yaml(gates)
+    try:
+        check_gates(gates_doc, str(gates))
+        live = check_live(gates_doc.get("live"), str(gates))
+    except GateConfigError as exc:
+        raise ConfigError(str(exc)) from exc
     return DriftDefaults(tracking_uri=registry["tracking_uri"], model_name=registry["model_name"],
-                         config=read_drift(Path(root, drift)), resources=check_resources(doc.get("resources"), config))
+                         config=read_drift(Path(root, drift)), resources=check_resources(doc.get("resources"), config),
+                         live=live)
 
 
 def read_drift(path: str | Path) -> dict:

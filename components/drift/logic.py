@@ -11,6 +11,7 @@ from datetime import datetime
 
 import numpy as np
 
+from components import inference_log
 from components.drift import DriftError
 from components.drift.inference_log import read_log
 from components.numbers import finite_number
@@ -165,16 +166,10 @@ def evaluate(table, profile: dict, config: dict) -> tuple[dict, dict]:
 
 def window_end(text: str) -> datetime | None:
     """The end of the window a check reads: None (now) for "", else an ISO 8601 time with its UTC offset."""
-    if not text:
-        return None
     try:
-        end = datetime.fromisoformat(text)
-    except ValueError:
-        end = None
-    if end is None or end.tzinfo is None:
-        raise DriftError(f"window_end {text!r}: expected an ISO 8601 time with a UTC offset, e.g. "
-                         "2026-01-31T12:00:00+00:00, or \"\" for now")
-    return end
+        return inference_log.window_end(text)
+    except inference_log.LogError as exc:
+        raise DriftError(str(exc)) from exc
 
 
 def check(log_uri: str, tracking_uri: str, model_name: str, config: dict, now: datetime | None = None,

@@ -1,4 +1,5 @@
-"""Submit a training run when drift says so: once, not every hour, and never to reproduce the same model.
+"""Submit a training run when the monitoring run says so (drift, or live performance): once, not every hour, and
+never to reproduce the same model.
 
 The loop's state lives in the registry as tags of the registered model (`retraining_submitted_at`,
 `retraining_run`, `retraining_reason`), so a local loop and a cluster loop behave the same. A submission
@@ -16,6 +17,7 @@ from components.dataio import read_table_and_sha256
 from components.registry import version_by_alias
 
 REASON = "automated_drift_detection"
+PERFORMANCE_REASON = "automated_performance_degradation"  # when the live gates alone found retraining due
 SUBMITTED_AT, RUN, DETAILS = "retraining_submitted_at", "retraining_run", "retraining_reason"
 ACTIVE = frozenset({"pending", "running", "paused", "canceling"})  # a run in these states has not ended
 # the trigger's gauges: in a Pushgateway group of their own beside the drift check's job=<model> group
@@ -28,13 +30,25 @@ class TriggerError(RuntimeError):
     """The trigger cannot decide: no production version, or its data cannot be compared."""
 
 
+def reason(result: dict) -> str:
+    """The submitted run's trigger_reason: performance alone, or drift (with or without performance)."""
+    return PERFORMANCE_REASON if result.get("reasons") == ["performance"] else REASON
+
+
 def details(result: dict, drift_run_id: str) -> str:
-    """Why the run was submitted: the drifted features with their scores, the sample count, the check's run."""
+    """Why the run was submitted: the drifted features with their scores, the sample count, the check's run;
+    with live performance, the reasons and the failed live gates with their values."""
     scores = result.get("scores") or {}
-    return json.dumps({"drifted_features": {f: scores.get(f) for f in result.get("drifted_features") or []},
-                       "samples": result.get("samples"), "drifted_share": result.get("drifted_share"),
-                       "model_version": result.get("model_version"), "drift_check_run_id": drift_run_id},
-                      sort_keys=True)
+    doc = {"drifted_features": {f: scores.get(f) for f in result.get("drifted_features") or []},
+           "samples": result.get("samples"), "drifted_share": result.get("drifted_share"),
+           "model_version": result.get("model_version"), "drift_check_run_id": drift_run_id}
+    performance = result.get("performance")
+    if performance:
+        doc["reasons"] = result.get("reasons", [])
+        doc["failed_live_gates"] = [{k: row[k] for k in ("metric", "value", "threshold", "baseline", "reason")}
+                                    for row in performance.get("gates", []) if row["verdict"] == "fail"]
+        doc["live"] = {k: performance.get(k) for k in ("decision", "labelled", "positives", "coverage")}
+    return json.dumps(doc, sort_keys=True)
 
 
 def _pending(tags: dict, status: Callable[[str], str], cooldown_hours: float, now: float) -> str | None:
@@ -92,7 +106,7 @@ def _trigger(result: dict, client, model_name: str, training_data_uri: str, subm
                                               f"data production version {production.version} was trained on"}
     why = details(result, drift_run_id)
     try:
-        run = submit({**training_parameters, "data_uri": training_data_uri, "trigger_reason": REASON,
+        run = submit({**training_parameters, "data_uri": training_data_uri, "trigger_reason": reason(result),
                       "trigger_details": why})
     except Exception as exc:  # any failure of the submitter is the answer, not a crash of the check
         error = f"{type(exc).__name__}: {exc}"

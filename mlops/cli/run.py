@@ -56,7 +56,7 @@ def cmd_run_drift_check(args) -> int:
     from mlops import local
     from pipelines import defaults
 
-    settings = defaults.load_drift(args.drift_config, args.config)
+    settings = defaults.load_drift(args.drift_config, args.config, gates=args.gates)
     config = settings.config if args.window_hours is None else logic.check_config(
         {**settings.config, "window_hours": args.window_hours}, "--window-hours")
     log_uri = args.log_uri or os.environ.get("INFERENCE_LOG_URI")
@@ -67,11 +67,13 @@ def cmd_run_drift_check(args) -> int:
                        model_name=args.model_name or settings.model_name, config=config)
     # the settings a retraining trains with: read only when one may be due
     training = defaults.for_local_runs(defaults.load(args.config)) if args.training_data else None
-    parameters = {"training_data_uri": absolute(args.training_data) if args.training_data else ""}
+    outcomes_uri = args.outcomes_uri or os.environ.get("OUTCOMES_URI", "")
+    parameters = {"training_data_uri": absolute(args.training_data) if args.training_data else "",
+                  "outcomes_uri": absolute(outcomes_uri) if outcomes_uri else ""}
     try:
         run = local.run_drift_check(absolute(log_uri), settings, args.home, parameters, training)
     except local.PipelineFailed as exc:
-        if "check-drift" in exc.step:
+        if "check-" in exc.step:
             raise ConfigError(str(exc)) from None  # the check itself cannot run: a usage error, exit 2
         print(f"mlops: retraining submission failed: {exc}", file=sys.stderr)
         return 1
@@ -81,15 +83,25 @@ def cmd_run_drift_check(args) -> int:
                                "version": r.run and r.run.registration and r.run.registration["version"]}
                               for r in run.retrainings]}
     if args.report:
-        shutil.copyfile(run.run_dir / "check-drift" / "report", args.report)
+        shutil.copyfile(run.run_dir / "check-performance" / "report", args.report)
     failed = [r for r in result["retrainings"] if r["error"]]  # a retraining that broke is an error, not a decision
     for retraining in failed:
         print(f"mlops: retraining {retraining['request']} failed: {retraining['error']}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
         return 1 if failed else 0
-    print(f"drift check of {result['model_name']} version {result['model_version']}: {result['decision']}")
+    print(f"drift check of {result['model_name']} version {result['model_version']}: {result['decision']}"
+          + (f" ({', '.join(result['reasons'])})" if result.get("reasons") else ""))
     print(f"  {result['reason']}")
+    performance = result.get("performance")
+    if performance:
+        print(f"  live performance: {performance['decision']}: {performance['reason']}")
+        for version, entry in sorted(performance["versions"].items(), key=lambda item: int(item[0])):
+            shown = ", ".join(f"{m.replace('_', ' ')} {entry['metrics'][m]:.4f}" for m in
+                              ("precision", "recall", "expected_cost", "roc_auc")
+                              if (entry.get("metrics") or {}).get(m) is not None)
+            print(f"    version {version}: {entry['labelled']:,} of {entry['logged']:,} logged rows labelled"
+                  + (f"; {shown}" if shown else ""))
     for feature in result["drifted_features"]:
         print(f"  drifted: {feature} PSI {result['scores'][feature]:.3f}")
     for skipped in result["skipped_files"]:
@@ -145,6 +157,10 @@ def add_run(sub) -> None:
                                                        "--drift-config)")
     dc.add_argument("--training-data", help="labelled data to retrain on when retraining is due (a local training "
                                             "run, at most once per cooldown); without it nothing is submitted")
+    dc.add_argument("--outcomes-uri", help="outcomes folder or fsspec URL (mlops outcomes ingest): also measure "
+                                           "live performance per version and judge it by the live gates "
+                                           "(default: OUTCOMES_URI; neither: the drift check alone)")
+    dc.add_argument("--gates", default=GATES, help=f"quality gates with the live section (default: {GATES})")
     dc.add_argument("--drift-config", default=DRIFT, help=f"drift settings (default: {DRIFT})")
     dc.add_argument("--config", default=CONFIG, help=f"training config (default: {CONFIG})")
     dc.add_argument("--home", type=Path, default=HOME, help="local state folder (default: .mlops)")

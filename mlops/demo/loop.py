@@ -39,11 +39,13 @@ def train(data_uri: str, settings, home: str, parameters: dict | None = None):
 def drift_check(log_uri: str, settings, config: dict, window_end: str, training_data: str, home: str):
     """The one drift-check path (mlops.local.run_drift_check): the pipeline, then the retraining it recorded in
     the outbox, run with `settings`; its DriftCheckRun."""
+    from components.gates import check_live
     from mlops import local
     from pipelines import defaults
 
     drift = defaults.DriftDefaults(tracking_uri=settings.tracking_uri, model_name=settings.model_name,
-                                   config=config, resources=settings.resources)
+                                   config=config, resources=settings.resources,
+                                   live=check_live(settings.quality_gates.get("live")))
     return local.run_drift_check(log_uri, drift, Path(home), {"window_end": window_end,
                                                               "training_data_uri": training_data}, training=settings)
 

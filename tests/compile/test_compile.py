@@ -147,28 +147,37 @@ def test_cli_is_deterministic_and_rejects_latest(tmp_path):
 
 
 def test_drift_check_pipeline(tmp_path):
-    """Check drift, then trigger retraining only when it is due; both uncached, with credentials and
-    resources; configs/drift.yaml as the parameter default."""
+    """Check drift, then live performance (which decides with the drift result), then trigger retraining only
+    when it is due; all uncached, with credentials and resources; configs/drift.yaml and the gates file's live
+    section as parameter defaults."""
     path = next(p for p in compiler_entry.compile_all(tmp_path, IMAGE) if p.stem == "drift-check")
     spec, platform = yaml.safe_load_all(path.read_text())
     assert spec["pipelineInfo"]["name"] == "drift-check"
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"check-drift", "condition-1"} and tasks["check-drift"]["cachingOptions"] == {}
+    assert set(tasks) == {"check-drift", "check-performance", "condition-1"}
+    assert tasks["check-drift"]["cachingOptions"] == {} and tasks["check-performance"]["cachingOptions"] == {}
     assert tasks["condition-1"]["triggerPolicy"]["condition"] == \
-        "inputs.parameter_values['pipelinechannel--check-drift-Output'] == 'retrain'"
+        "inputs.parameter_values['pipelinechannel--check-performance-Output'] == 'retrain'"
+    performance = tasks["check-performance"]["inputs"]
+    assert performance["artifacts"]["drift_result"]["taskOutputArtifact"] == {"producerTask": "check-drift",
+                                                                               "outputArtifactKey": "result"}
     (given,) = spec["components"]["comp-condition-1"]["dag"]["tasks"].values()  # and only with data to train on
     assert given["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--training_data_uri'] != ''"
     (trigger,) = spec["components"]["comp-condition-2"]["dag"]["tasks"].values()
     assert trigger["componentRef"]["name"] == "comp-trigger-retraining" and trigger["cachingOptions"] == {}
     assert trigger["inputs"]["artifacts"]["drift_result"]["componentInputArtifact"] == \
-        "pipelinechannel--check-drift-result"  # the check's result, passed into the condition
+        "pipelinechannel--check-performance-result"  # the monitoring result, passed into the condition
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["drift_config"]["defaultValue"] == yaml.safe_load((ROOT / defaults.DRIFT).read_text())
     assert "defaultValue" not in params["log_uri"]
     assert set(spec["components"]["comp-check-drift"]["outputDefinitions"]["parameters"]) == {"Output"}  # decision
-    assert {"training_parameters", "pushgateway_url", "outbox_uri", "window_end"} <= set(params)
+    assert {"training_parameters", "pushgateway_url", "outbox_uri", "window_end", "outcomes_uri"} <= set(params)
+    assert params["outcomes_uri"]["defaultValue"] == ""  # without outcomes: the drift check alone, as before
+    gates = yaml.safe_load((ROOT / defaults.GATES).read_text())["live"]
+    assert params["live_gates"]["defaultValue"] == {**gates, "window_days": float(gates["window_days"]),
+                                                    "label_maturity_days": float(gates["label_maturity_days"])}
     executor = spec["deploymentSpec"]["executors"]["exec-check-drift"]["container"]
     assert executor["image"] == IMAGE and executor["resources"]["resourceMemoryLimit"]
-    for step in ("check-drift", "trigger-retraining"):
+    for step in ("check-drift", "check-performance", "trigger-retraining"):
         secret = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][f"exec-{step}"]["secretAsEnv"]
         assert secret[0]["secretName"] == "mlops-credentials"
