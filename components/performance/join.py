@@ -146,3 +146,24 @@ def _last_logged(parts: list, outcomes, label: str):
     if outcomes is not None:
         table = table.append_column("_label", outcomes[label].take(table["_outcome"]))
     return table
+
+
+def labelled_table(found: Joined, contract, negative_class):
+    """The served rows of a `join` made with the contract's features as `extra_columns`, as a training table:
+    the features as the server received them and the label from the outcomes (implicit negatives labelled
+    `negative_class`), in the order they were logged; flagged rows without an outcome are never in it."""
+    import pandas as pd
+    import pyarrow as pa
+
+    parts = []
+    if found.labelled is not None:
+        parts.append(found.labelled.select([*contract.feature_columns, "timestamp", "_label"]))
+    if found.implicit is not None:
+        implicit = found.implicit.select([*contract.feature_columns, "timestamp"])
+        parts.append(implicit.append_column("_label", pa.array([negative_class] * implicit.num_rows,
+                                                               parts[0]["_label"].type if parts else None)))
+    if not parts:
+        return pd.DataFrame(columns=[*contract.feature_columns, contract.label])
+    table = pa.concat_tables(parts, promote_options="permissive").sort_by("timestamp")
+    frame = table.drop_columns(["timestamp"]).rename_columns([*contract.feature_columns, contract.label]).to_pandas()
+    return frame.astype({contract.label: contract.dtype(contract.label)})

@@ -6,7 +6,7 @@ import sys
 
 from components.contract import ContractError
 from components.dataio import DataError
-from mlops.cli import data, demo, kfp, models, outcomes, run
+from mlops.cli import data, dataset, demo, kfp, models, outcomes, run
 from pipelines.defaults import ConfigError
 from serving.config import SettingsError
 
@@ -14,13 +14,14 @@ USER_ERRORS = (ConfigError, ContractError, DataError, SettingsError, ValueError,
 
 DESCRIPTION = """\
 Run the tabular-model production loop: train and gate, deploy, serve, check
-drift and retrain, on this machine (kfp.local, MLflow on SQLite under .mlops)
+drift and live performance, retrain, on this machine (kfp.local, MLflow on SQLite under .mlops)
 or against Kubeflow Pipelines.
 
   pipelines here:  run training, run drift-check
   models:          deploy, serve, model pull
   data:            data generate, data validate, schema infer, init
-  outcomes:        outcomes ingest (the truth about predictions, arriving late)
+  outcomes:        outcomes ingest (the truth about predictions, arriving late),
+                   dataset from-log (served rows with their outcomes, to train on)
   on Kubeflow:     upload, submit training, schedule
   all at once:     demo (the whole loop on this machine)"""
 
@@ -36,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     data.add_schema(sub)
     data.add_init(sub)
     outcomes.add_outcomes(sub)
+    dataset.add_dataset(sub)
     models.add_serve(sub)
     models.add_model(sub)
     demo.add_demo(sub)
