@@ -2,8 +2,9 @@
 training split (PSI, and Kolmogorov-Smirnov for numeric features), the retraining rule, and the gauges it pushes.
 
 The profile (components.profile) holds per feature the training split's bins and their shares, nulls a bin of
-their own. The check reads the window of the log (components.drift.inference_log), bins the production
-version's rows with `index_in` and vectorised comparisons, and scores each feature on those bins.
+their own. The check streams the window of the log (components.drift.inference_log) batch by batch, counts the
+production version's rows per bin with `index_in` and vectorised comparisons, and scores each feature on the
+summed counts: memory is bounded by a batch, whatever the window holds.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from components import inference_log
 from components.drift import DriftError
-from components.drift.inference_log import read_log
+from components.drift.inference_log import batches
 from components.numbers import finite_number
 from components.profile import ProfileError, read_profile
 
@@ -121,18 +122,26 @@ def ks_on_bins(reference: np.ndarray, current: np.ndarray) -> float | None:
     return float(np.max(np.abs(np.cumsum(r / r.sum()) - np.cumsum(c / c.sum()))))
 
 
-def score(table, profile: dict) -> dict:
-    """Per feature: PSI, KS (numeric), and the reference and current shares on the bins."""
+def score(tables, profile: dict) -> tuple[dict, int]:
+    """(per feature: PSI, KS (numeric), and the reference and current shares on the bins; rows scored) of a
+    pyarrow Table or an iterable of them (batches of the log): counts add up batch by batch."""
+    import pyarrow as pa
+
+    tables = [tables] if isinstance(tables, pa.Table) else tables
+    counts, rows = {}, 0
+    for table in tables:
+        rows += table.num_rows
+        for feature, spec in profile["features"].items():
+            found = current_counts(table[feature], spec)
+            counts[feature] = found if feature not in counts else counts[feature] + found
     out = {}
-    rows = table.num_rows
     for feature, spec in profile["features"].items():
-        counts = current_counts(table[feature], spec)
-        current = counts / rows if rows else np.zeros(len(counts))
         reference = reference_shares(spec)
+        current = counts[feature] / rows if rows else np.zeros(len(reference))
         out[feature] = {"psi": psi(reference, current) if rows else 0.0,
                         "ks": ks_on_bins(reference, current) if spec["kind"] == "numeric" else None,
                         "reference": reference.tolist(), "current": current.tolist()}
-    return out
+    return out, rows
 
 
 def decide(samples: int, scores: dict[str, float], config: dict) -> dict:
@@ -152,12 +161,12 @@ def decide(samples: int, scores: dict[str, float], config: dict) -> dict:
                       f"share {share:.2f} <= {config['drifted_share']}"}
 
 
-def evaluate(table, profile: dict, config: dict) -> tuple[dict, dict]:
-    """(result without context, per-feature detail) for a table of logged rows."""
-    detail = score(table, profile)
+def evaluate(tables, profile: dict, config: dict) -> tuple[dict, dict]:
+    """(result without context, per-feature detail) for logged rows: a pyarrow Table, or batches of them."""
+    detail, rows = score(tables, profile)
     scores = {f: round(d["psi"], 6) for f, d in detail.items()}
-    verdict = decide(table.num_rows, scores, config)
-    result = {"decision": verdict["decision"], "samples": table.num_rows,
+    verdict = decide(rows, scores, config)
+    result = {"decision": verdict["decision"], "samples": rows,
               "drifted_share": round(verdict["drifted_share"], 6), "drifted_features": verdict["drifted_features"],
               "scores": scores, "reason": verdict["reason"],
               "ks": {f: round(d["ks"], 6) for f, d in detail.items() if d["ks"] is not None}}
@@ -180,8 +189,9 @@ def check(log_uri: str, tracking_uri: str, model_name: str, config: dict, now: d
     except ProfileError as exc:
         raise DriftError(str(exc)) from exc
     kinds = {f: s["kind"] for f, s in profile["features"].items()}
-    table, skipped = read_log(log_uri, model_name, version, kinds, config["window_hours"], now)
-    result, detail = evaluate(table, profile, config)
+    skipped = []  # streamed: memory bounded by a batch, whatever the window holds
+    result, detail = evaluate(batches(log_uri, model_name, version, kinds, config["window_hours"], now, skipped),
+                              profile, config)
     result.update({"model_name": model_name, "model_version": version, "window_hours": config["window_hours"],
                    "thresholds": {k: config[k] for k in ("min_samples", "drift_threshold", "drifted_share")},
                    "skipped_files": skipped})

@@ -207,3 +207,22 @@ def test_a_window_end_keeps_the_rows_logged_up_to_it(tmp_path):
 def test_a_window_end_needs_an_iso_time_with_its_offset(text):
     with pytest.raises(logic.DriftError, match=f"window_end '{text}': expected an ISO 8601 time with a UTC offset"):
         logic.window_end(text)
+
+
+def test_streamed_batches_score_exactly_as_the_window_in_memory(tmp_path, profile):
+    """The check streams the log batch by batch (bounded memory); the scores, KS and decision are those of the
+    whole window read into one table, whatever the batch size."""
+    writer = InferenceLogger(str(tmp_path / "log"), "fraud", flush_seconds=0.05, max_file_rows=2000)
+    for version, shifted, rows in (("3", ("n1", "c2", "b0"), 12000), ("4", tuple(KINDS), 3000)):
+        data = frame(rows, int(version), shifted).astype({"c1": "category"})
+        data.loc[data.index % 7 == 0, "n2"] = np.nan
+        writer.log(data, np.zeros(rows, dtype=int), np.zeros(rows), version, "stable", [f"r{i}" for i in range(rows)])
+    writer.close()
+    table, _ = inference_log.read_log(str(tmp_path / "log"), "fraud", "3", KINDS, 24)
+    in_memory = logic.evaluate(table, profile, {**CONFIG, "min_samples": 100})
+    for rows in (97, 5000):
+        streamed = logic.evaluate(inference_log.batches(str(tmp_path / "log"), "fraud", "3", KINDS, 24,
+                                                        batch_rows=rows), profile, {**CONFIG, "min_samples": 100})
+        assert streamed == in_memory
+    assert in_memory[0]["samples"] == 12000 and in_memory[0]["decision"] == "no_drift"
+    assert {"n1", "c2", "b0"} <= set(in_memory[0]["drifted_features"])
