@@ -69,30 +69,41 @@ def check(frame: pd.DataFrame, contract: Contract, source: str) -> pd.DataFrame:
 
 
 def stored(uri: str, model_name: str, contract: Contract) -> pd.DataFrame:
-    """The (request_id, row, label) already stored for a model, read in those columns only."""
+    """The (request_id, row, label, observed_at) already stored for a model, read in those columns only."""
     label = contract.label
     fs, root = fsspec.core.url_to_fs(f"{uri.rstrip('/')}/model={model_name}")
     parts = [pd.DataFrame({"request_id": pd.Series(dtype="string"), "row": pd.Series(dtype="int64"),
-                           label: pd.Series(dtype=contract.dtype(label))})]
+                           label: pd.Series(dtype=contract.dtype(label)),
+                           "observed_at": pd.Series(dtype="datetime64[ms, UTC]")})]
     for path in sorted(fs.glob(f"{root}/date=*/*.parquet")):
         with fs.open(path, "rb") as fh:
-            parts.append(pd.read_parquet(fh, columns=[*KEY, label]).astype({"request_id": "string"}))
+            parts.append(pd.read_parquet(fh, columns=[*KEY, label, "observed_at"]).astype(
+                {"request_id": "string", "observed_at": "datetime64[ms, UTC]"}))
     return pd.concat(parts, ignore_index=True)
 
 
 def ingest(frames: dict[str, pd.DataFrame], uri: str, model_name: str, contract: Contract) -> list[dict]:
-    """Check every file, then append each one's new rows (a row whose request_id, row and label are already
-    stored is a duplicate, skipped); per file: rows ingested, dates and files written, duplicates skipped and
-    conflicting keys (stored, or given in this call, with another label)."""
+    """Check every file, then append each one's new rows; per file: rows ingested, dates and files written,
+    duplicates skipped and conflicting keys (stored, or given in this call, with another label). A duplicate is
+    a row whose request_id, row, label and observed_at are stored, or whose label is its (request_id, row)'s
+    latest, observed no earlier: re-ingesting a file adds nothing (with or without observed_at), and a label
+    given again after another one counts again."""
     label = contract.label
     checked = {source: check(frame, contract, source) for source, frame in frames.items()}
     seen = stored(uri, model_name, contract)
     fs, root = fsspec.core.url_to_fs(f"{uri.rstrip('/')}/model={model_name}")
     summary = []
     for source, frame in checked.items():
-        marked = frame.merge(seen.drop_duplicates().assign(_seen=True), on=[*KEY, label], how="left")
-        new = frame[marked["_seen"].isna().to_numpy()].drop_duplicates([*KEY, label])
-        seen = pd.concat([seen, new[[*KEY, label]]], ignore_index=True)
+        exact = frame.merge(seen.drop_duplicates().assign(_seen=True), on=[*KEY, label, "observed_at"], how="left")
+        latest = seen.sort_values("observed_at", kind="stable").drop_duplicates(KEY, keep="last").rename(
+            columns={label: "_label", "observed_at": "_at"})
+        last = frame.merge(latest, on=KEY, how="left")
+        # nothing new: the same truth at the same time, or the key's latest label again at a later time (a file
+        # without observed_at ingested again: its rows are observed "now")
+        again = (last[label] == last["_label"]).fillna(False).to_numpy() & (last["observed_at"] >= last["_at"]).fillna(
+            False).to_numpy()
+        new = frame[exact["_seen"].isna().to_numpy() & ~again].drop_duplicates([*KEY, label, "observed_at"])
+        seen = pd.concat([seen, new], ignore_index=True)
         labels = seen.groupby(KEY)[label].nunique()
         conflicting = int((labels[labels > 1].index.isin(pd.MultiIndex.from_frame(new[KEY]))).sum())
         dates, files = [], []

@@ -80,9 +80,9 @@ def join(log_uri: str, model_name: str, outcomes, label: str, start: datetime, s
                 stamps = table["timestamp"].cast(pa.timestamp("ms", "UTC")).cast(pa.int64()).to_numpy()
                 hits = table.select(KEY).append_column("_at", pa.array(np.arange(table.num_rows))).join(
                     keys, KEY, join_type="inner", use_threads=False)
-                found.matched[hits["_outcome"].to_numpy()] = True
                 window = (stamps >= lo) & (stamps <= hi)
                 at = hits["_at"].to_numpy()
+                found.matched[hits["_outcome"].to_numpy()[stamps[at] >= lo]] = True  # the hour before: not ours
                 mine = window[at]
                 labelled.append(table.take(at[mine]).append_column("_outcome", hits["_outcome"].filter(mine)))
                 _count(found, table, stamps, window, threshold)

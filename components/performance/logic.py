@@ -18,8 +18,10 @@ from components import decision, outcomes
 from components.gates import LIVE_METRICS, judge
 from components.performance.join import DAY_MS, Joined, JoinError, join
 
-DECISIONS = ("ok", "insufficient_labels", "performance_degraded")
 GROUPING_KEY = {"step": "live-performance"}  # its Pushgateway group, beside the drift check's job=<model>
+# Why a metric has no value when the truth is what is short: no verdict on it, the check waits for outcomes.
+NO_ROWS, NO_POSITIVES = "no labelled rows", "no labelled row of the positive class"
+ONE_CLASS = "only one class labelled"
 
 
 class PerformanceError(ValueError):
@@ -40,7 +42,7 @@ def measure(positive, probability, threshold: float, costs: tuple[float, float] 
     fp, fn = int(np.count_nonzero(flagged)) - tp, int(np.count_nonzero(positive)) - tp
     metrics, missing = dict.fromkeys(LIVE_METRICS), {}
     if not n:
-        return metrics, dict.fromkeys(LIVE_METRICS, "no labelled rows")
+        return metrics, dict.fromkeys(LIVE_METRICS, NO_ROWS)
     metrics["flag_rate"] = (tp + fp) / n
     if tp + fp:
         metrics["precision"] = tp / (tp + fp)
@@ -49,11 +51,11 @@ def measure(positive, probability, threshold: float, costs: tuple[float, float] 
     if tp + fn:
         metrics["recall"] = tp / (tp + fn)
     else:
-        missing["recall"] = "no labelled row of the positive class"
-    if tp + fp and tp + fn:
-        metrics["f1"] = 2 * tp / (2 * tp + fp + fn)
+        missing["recall"] = NO_POSITIVES
+    if tp + fp + fn:
+        metrics["f1"] = 2 * tp / (2 * tp + fp + fn)  # scikit-learn's: 0 when nothing right, defined
     else:
-        missing["f1"] = missing.get("precision") or missing["recall"]
+        missing["f1"] = "no labelled row of the positive class, and none decided positive"
     if costs:
         metrics["expected_cost"] = (costs[0] * fn + costs[1] * fp) / n
     else:
@@ -62,7 +64,7 @@ def measure(positive, probability, threshold: float, costs: tuple[float, float] 
         metrics["roc_auc"] = float(roc_auc_score(positive, probability))
         metrics["average_precision"] = float(average_precision_score(positive, probability))
     else:
-        why = f"only one class labelled ({tp + fn} of {n} rows positive)"
+        why = f"{ONE_CLASS} ({tp + fn} of {n} rows positive)"
         missing.update(roc_auc=why, average_precision=why)
     return metrics, missing
 
@@ -194,9 +196,10 @@ def verdict(entry: dict | None, live: dict) -> tuple[str, str, list[dict]]:
     if short:
         return "insufficient_labels", "waiting for outcomes: " + ", ".join(short), []
     metrics, missing = entry["metrics"], entry["missing"]
-    one_class = [m for m in live["metrics"] if metrics.get(m) is None and "one class" in missing.get(m, "")]
-    if one_class:  # never a verdict on a ranking with nothing to rank against
-        return "insufficient_labels", f"waiting for outcomes: {missing[one_class[0]]}", []
+    short = [m for m in live["metrics"] if metrics.get(m) is None
+             and missing.get(m, "").startswith((NO_ROWS, NO_POSITIVES, ONE_CLASS))]
+    if short:  # never a verdict on a metric the labels cannot give yet (a ranking with one class, ...)
+        return "insufficient_labels", f"waiting for outcomes: {short[0]}: {missing[short[0]]}", []
     rows = judge(live["metrics"], metrics, missing, {"metrics": entry["registered"],
                                                      "production_model": True})
     failed = [r for r in rows if r["verdict"] == "fail"]

@@ -38,9 +38,10 @@ def add_outcomes(sub) -> None:
         description="Reads each FILE (CSV or Parquet) with the columns request_id and the contract's label, "
                     "optionally row (default 0) and observed_at (default: now, UTC), and appends them as Parquet "
                     "under OUTCOMES_URI/model=<name>/date=<YYYY-MM-DD>/. Every file is checked before any is "
-                    "written: one bad file writes nothing (exit 2). Rows already stored with the same label are "
-                    "skipped (re-ingesting a file adds nothing); a (request_id, row) stored with another label is "
-                    "kept and counted as conflicting (the later observed_at counts when joined).")
+                    "written: one bad file writes nothing (exit 2). A row already stored, or whose label is already "
+                    "its (request_id, row)'s latest, is skipped (re-ingesting a file adds nothing); a (request_id, "
+                    "row) given another label is kept and counted as conflicting (the later observed_at counts "
+                    "when joined).")
     ing.add_argument("files", metavar="FILE", nargs="+", help="Parquet/CSV path or fsspec URL")
     ing.add_argument("--outcomes-uri", help="outcomes folder or fsspec URL (default: OUTCOMES_URI)")
     ing.add_argument("--model-name", help="registered model (default: registry.model_name of --config)")
