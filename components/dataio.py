@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 
 import fsspec
 import pandas as pd
@@ -12,20 +11,16 @@ class DataError(ValueError):
     """A table could not be read or is empty."""
 
 
-def read_table(uri: str) -> pd.DataFrame:
-    """Read a Parquet or CSV table (by extension; Parquet otherwise) into a DataFrame."""
-    return read_table_and_sha256(uri)[0]
-
-
-def read_table_and_sha256(uri: str) -> tuple[pd.DataFrame, str]:
-    """The table and the sha256 of the very bytes it was parsed from (the lineage of what was used)."""
+def read_table(uri: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a Parquet or CSV table (by extension; Parquet otherwise) into a DataFrame; only `columns`, if given."""
     lower = uri.lower()
     is_csv = lower.endswith((".csv", ".csv.gz"))
     try:
-        with fsspec.open(uri, "rb", compression="infer") as fh:
-            data = fh.read()
-        digest = hashlib.sha256(data).hexdigest()
-        df = pd.read_csv(io.BytesIO(data)) if is_csv else pd.read_parquet(io.BytesIO(data))
+        if is_csv:
+            df = pd.read_csv(uri, usecols=columns, compression="infer")
+        else:
+            with fsspec.open(uri, "rb") as fh:
+                df = pd.read_parquet(fh, columns=columns)
     except FileNotFoundError as exc:
         raise DataError(f"{uri}: file not found") from exc
     except pd.errors.EmptyDataError as exc:
@@ -35,7 +30,23 @@ def read_table_and_sha256(uri: str) -> tuple[pd.DataFrame, str]:
         raise DataError(f"{uri}: cannot read as {kind} ({type(exc).__name__}: {exc})") from exc
     if df.empty:
         raise DataError(f"{uri}: the table has no rows")
-    return df, digest
+    return df
+
+
+def sha256(uri: str) -> str:
+    """The sha256 of a file's bytes (decompressed, for a .gz), read in blocks (the lineage of what was used)."""
+    try:
+        with fsspec.open(uri, "rb", compression="infer") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except FileNotFoundError as exc:
+        raise DataError(f"{uri}: file not found") from exc
+
+
+def read_table_and_sha256(uri: str) -> tuple[pd.DataFrame, str]:
+    """The table and the sha256 of its file's bytes: hashed in blocks, then parsed, so the bytes are never held
+    beside the table."""
+    digest = sha256(uri)
+    return read_table(uri), digest
 
 
 def write_table(df: pd.DataFrame, uri: str) -> None:

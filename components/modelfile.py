@@ -14,8 +14,10 @@ import yaml
 MODEL_FILE = "model.skops"  # where mlflow.sklearn.save_model(serialization_format="skops") puts the model
 # Types skops must be told to trust when loading the trained pipelines; anything else fails loudly.
 TRUSTED_TYPES = [
+    "functools.partial",  # with check_array: how gradient-boosted trees with categorical features check numbers
     "numpy.dtype",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.utils.validation.check_array",
 ]
 
 

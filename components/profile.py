@@ -25,12 +25,14 @@ def _json_value(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def build_profile(frame: pd.DataFrame, features: dict[str, str], bins: int = 10) -> dict:
-    """Reference profile of `frame` (the training split's raw features; kinds as in the contract)."""
+def build_profile(frame: pd.DataFrame, features: dict[str, str], bins: int = 10, rows=None) -> dict:
+    """Reference profile of `frame` (the training split's raw features; kinds as in the contract), or of its rows
+    at the positions `rows`, taken a column at a time."""
     out = {}
-    rows = len(frame)
+    positions = rows
+    rows = len(frame) if positions is None else len(positions)
     for column, kind in features.items():
-        series = frame[column]
+        series = frame[column] if positions is None else frame[column].iloc[positions]
         nulls = int(series.isna().sum())
         if kind == "numeric":
             values = series.dropna().to_numpy(dtype=float)

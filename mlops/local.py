@@ -40,6 +40,7 @@ class TrainingRun:
     registration: dict | None
     deployment: dict | None
     evaluation: dict | None = None  # what evaluate_model wrote: metrics, decision, baseline
+    peaks: dict[str, float] = field(default_factory=dict)  # step -> peak resident memory, MB
 
     def decision_lines(self) -> list[str]:
         """Where the candidate and production decide, and what that catches and costs on the holdout."""
@@ -105,6 +106,20 @@ def step_seconds(log: Path) -> dict[str, float]:
     return took
 
 
+def step_peaks(log: Path) -> dict[str, float]:
+    """Peak resident memory (MB) of each step, from the line components.memory prints at a step's end."""
+    from components.memory import PREFIX
+
+    current, peaks = None, {}
+    for line in log.read_text(errors="replace").splitlines():
+        match = TASK_LINE.match(ANSI.sub("", line))
+        if match:
+            current = match.group(4)
+        elif current and PREFIX in line:
+            peaks[current] = float(line.split(PREFIX, 1)[1].split()[0])
+    return peaks
+
+
 def pipeline_root(home: Path) -> Path:
     """Where kfp.local keeps each local run's outputs, one folder per run."""
     return home.resolve() / "pipeline_root"
@@ -157,7 +172,7 @@ def run_training(data_uri: str, settings: config_defaults.TrainingDefaults, home
                        gate=_read_json(run_dir / "quality-gate" / "gate_report"),
                        registration=_read_json(run_dir / "register-model" / "registration"),
                        deployment=_read_json(run_dir / "deploy-model" / "deployment" / "deployment.json"),
-                       evaluation=_read_json(run_dir / "evaluate-model" / "evaluation"))
+                       evaluation=_read_json(run_dir / "evaluate-model" / "evaluation"), peaks=step_peaks(log))
 
 
 def run_drift_check(log_uri: str, settings: config_defaults.DriftDefaults, home: Path,
@@ -214,7 +229,8 @@ def retrain(box: Outbox, settings: config_defaults.TrainingDefaults | None, home
 
 
 def summary(run: TrainingRun, data_uri: str, settings: config_defaults.TrainingDefaults) -> str:
-    steps = ", ".join(f"{name} {sec:.1f} s" for name, sec in run.steps.items())
+    steps = ", ".join(f"{name} {sec:.1f} s" + (f" / {run.peaks[name]:,.0f} MB" if name in run.peaks else "")
+                      for name, sec in run.steps.items())
     lines = [f"Training pipeline finished in {run.seconds:.1f} s ({steps})", f"outputs: {run.run_dir}",
              f"data: {data_uri}: {run.rows:,} rows, valid", "",
              *(f"decision of {line}" for line in run.decision_lines()), "",

@@ -2,9 +2,11 @@
 
 scikit-learn's transform calls validate their input on every call (dtype checks, feature names, dataframe
 dispatch), which costs about 5 ms per micro-batch: twenty times the model on a few rows. `compile` turns the
-ColumnTransformer that `components.train.logic.build_pipeline` fits (numeric: median SimpleImputer then
-StandardScaler; categorical and boolean: OneHotEncoder ignoring unknown values) into the same arithmetic on
-numpy arrays, and gives None for anything else, which then goes through scikit-learn itself.
+ColumnTransformers that `components.train.logic.build_pipeline` fits (for linear models and forests: numeric
+features through a median SimpleImputer then StandardScaler, categorical and boolean ones one-hot, unknown
+values ignored; for gradient-boosted trees: numeric features as float64, categorical and boolean ones as their
+category's code, unknown and missing NaN) into the same arithmetic on numpy arrays, and gives None for
+anything else, which then goes through scikit-learn itself. Models registered with either shape serve.
 tests/unit/test_preprocess.py checks the output equals scikit-learn's, bit for bit, on generated tables.
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 
 class _Numeric:
@@ -66,6 +68,35 @@ class _OneHot:
         return out
 
 
+class _Floats:
+    """StandardScaler(with_mean=False, with_std=False): the numbers as float64, missing as NaN."""
+
+    def __init__(self, columns: list[str]):
+        self.columns = columns
+
+    def __call__(self, frame) -> np.ndarray:
+        return np.column_stack([frame[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in self.columns])
+
+
+class _Codes:
+    """OrdinalEncoder(unknown_value=NaN, encoded_missing_value=NaN): each value's position among its column's
+    categories; unknown and missing values NaN."""
+
+    def __init__(self, columns: list[str], encoder: OrdinalEncoder):
+        self.columns = [(column, categories.dtype.kind == "f",
+                         {c: float(i) for i, c in enumerate(categories.tolist()) if not _is_nan(c)})
+                        for column, categories in zip(columns, encoder.categories_)]
+
+    def __call__(self, frame) -> np.ndarray:
+        out = np.full((len(frame), len(self.columns)), np.nan)
+        for j, (column, floats, codes) in enumerate(self.columns):
+            values = frame[column].to_numpy(dtype=np.float64, na_value=np.nan) if floats else frame[column]
+            for row, value in enumerate(values.tolist()):
+                if not _is_nan(value):  # None is a category of its own where fitting saw it
+                    out[row, j] = codes.get(value, np.nan)
+        return out
+
+
 def _block(transformer, columns: list[str]):
     if (type(transformer) is Pipeline and len(transformer.steps) == 2 and type(transformer[0]) is SimpleImputer
             and type(transformer[1]) is StandardScaler):
@@ -74,6 +105,13 @@ def _block(transformer, columns: list[str]):
                 or np.isnan(imputer.statistics_).any()):  # an all-missing column is dropped: not handled here
             return None
         return _Numeric(columns, imputer, scaler)
+    if type(transformer) is StandardScaler and not transformer.with_mean and not transformer.with_std:
+        return _Floats(columns)
+    if (type(transformer) is OrdinalEncoder and transformer.handle_unknown == "use_encoded_value"
+            and _is_nan(transformer.unknown_value) and _is_nan(transformer.encoded_missing_value)
+            and not transformer._infrequent_enabled and transformer.dtype in (np.float64, float)
+            and all(c.dtype.kind in "bOf" for c in transformer.categories_)):
+        return _Codes(columns, transformer)
     if (type(transformer) is OneHotEncoder and transformer.handle_unknown == "ignore" and transformer.drop is None
             and not transformer._infrequent_enabled and transformer.sparse_output is False
             and transformer.dtype in (np.float64, float)

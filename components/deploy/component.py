@@ -26,6 +26,7 @@ def deploy_model(
     import json
     import os
 
+    from components import memory
     from components.deploy import logic, online
 
     os.makedirs(deployment.path, exist_ok=True)
@@ -38,4 +39,5 @@ def deploy_model(
     with open(os.path.join(deployment.path, "deployment.json"), "w") as fh:
         json.dump(result.to_dict(), fh, indent=2)
     print(result.message)
+    memory.report()
     return result.outcome

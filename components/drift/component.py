@@ -25,6 +25,7 @@ def check_drift(
     import json
     import os
 
+    from components import memory
     from components.drift import logic
     from components.drift.report import render_html
 
@@ -41,4 +42,5 @@ def check_drift(
     with open(result.path, "w") as fh:
         json.dump(outcome, fh, indent=2)
     result.metadata.update({k: outcome[k] for k in ("decision", "samples", "drifted_share", "model_version")})
+    memory.report()
     return outcome["decision"]

@@ -29,7 +29,7 @@ def evaluate_model(
     `precision_recall` plots the candidate's curve with its chosen point."""
     import json
 
-    from components import contract, dataio, decision, modelfile, registry
+    from components import contract, dataio, decision, memory, modelfile, registry
     from components.evaluate import logic, report
     from components.gates import check_gates
 
@@ -56,3 +56,4 @@ def evaluate_model(
         json.dump(result.to_dict(), fh, indent=2)
     with open(precision_recall.path, "w") as fh:
         fh.write(report.render_precision_recall(result.pr_curve, result.metrics, f"Precision-recall of {model_name}"))
+    memory.report()

@@ -14,6 +14,7 @@ def quality_gate(
     """Returns whether every gate passed; the per-gate table says why."""
     import json
 
+    from components import memory
     from components.gate import logic
     from components.gates import check_gates
 
@@ -26,6 +27,7 @@ def quality_gate(
     with open(gate_report.path, "w") as fh:
         fh.write(outcome.to_json())
     print(outcome.to_markdown())
+    memory.report()
     return outcome.passed
 
 

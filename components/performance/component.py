@@ -31,6 +31,7 @@ def check_performance(
     import os
     import shutil
 
+    from components import memory
     from components.gates import check_live
     from components.inference_log import window_end as end_of
     from components.performance import logic
@@ -58,4 +59,5 @@ def check_performance(
     result.metadata.update({k: outcome[k] for k in ("decision", "model_version")})
     if performance:
         result.metadata["performance"] = performance["decision"]
+    memory.report()
     return outcome["decision"]

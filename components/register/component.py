@@ -28,7 +28,7 @@ def register_model(
     `trigger_reason` and `trigger_details` (why the run was started) become tags of the version."""
     import json
 
-    from components import contract
+    from components import contract, memory
     from components.lockfile import lock_sha256
     from components.register import logic
 
@@ -50,4 +50,5 @@ def register_model(
     registration.metadata.update(result.to_dict())
     with open(registration.path, "w") as fh:
         json.dump(result.to_dict(), fh, indent=2)
+    memory.report()
     return result.version

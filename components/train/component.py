@@ -24,17 +24,18 @@ def train_model(
     the training split's raw features (what drift is measured against)."""
     import json
 
-    from components import contract, dataio
+    from components import contract, dataio, memory
     from components.profile import build_profile, write_profile
     from components.train import logic
 
     spec = contract.load(schema_uri)
-    result = logic.train(dataio.read_table(validated.path), spec, training_config, decision)
+    table = dataio.read_table(validated.path, columns=[*spec.feature_columns, spec.label])  # nothing else
+    result = logic.train(table, spec, training_config, decision)
     digest = logic.save_model(result, spec, model.path)
     model.metadata.update({"framework": "mlflow.sklearn", "model_sha256": digest,
                            "estimator": training_config["estimator"], "best_params": result.best_params})
     dataio.write_table(result.holdout, holdout.path)
-    train_metrics.log_metric("train_rows", len(result.train))
+    train_metrics.log_metric("train_rows", len(result.train_rows))
     train_metrics.log_metric("holdout_rows", len(result.holdout))
     train_metrics.log_metric("decision_threshold", result.decision["threshold"])
     print(f"decision: {result.decision['objective']} threshold {result.decision['threshold']:.6g} "
@@ -44,5 +45,6 @@ def train_model(
     with open(importances.path, "w") as fh:
         json.dump(result.importances, fh, indent=2)
     reference_profile.metadata["sha256"] = write_profile(
-        build_profile(result.train, spec.features, profile_bins), reference_profile.path)
+        build_profile(table, spec.features, profile_bins, rows=result.train_rows), reference_profile.path)
+    train_metrics.log_metric("peak_rss_mb", memory.report())
     return (digest, logic.config_sha256(training_config))

@@ -16,7 +16,7 @@ from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_predict, train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from components import decision, modelfile
 from components.contract import MODEL_FILE as CONTRACT_FILE
@@ -24,6 +24,8 @@ from components.contract import Contract
 from components.numbers import finite_number, is_int, whole_numbers
 from components.scoring import SCORES, is_positive, positive_index, positive_probability, scorer
 
+TREES = "hist_gradient_boosting"  # the estimator that splits on categories natively (build_pipeline)
+TRANSFORM_CHUNK = 500_000  # rows transformed at a time when the trees' input is built
 ESTIMATORS = {
     "hist_gradient_boosting": HistGradientBoostingClassifier,
     "random_forest": RandomForestClassifier,
@@ -109,20 +111,86 @@ def check_config(config: dict, source: str = "training config") -> dict:
 
 
 def build_pipeline(contract: Contract, estimator: str, params: dict, seed: int) -> Pipeline:
-    """Impute and scale numeric features; one-hot categorical and boolean ones (missing is a category)."""
-    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
-    discrete = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
-    pre = ColumnTransformer(
-        [(name, steps, cols) for name, steps, cols in (
-            ("numeric", numeric, contract.numeric),
-            ("discrete", discrete, contract.categorical + contract.boolean)) if cols],
-        remainder="drop",
-    )
+    """Gradient-boosted trees: numeric features as float64 (missing: NaN; trees need no imputing or scaling, and
+    route missing values themselves), categorical and boolean ones as category codes (unknown and missing:
+    missing) split on natively. Other estimators: impute and scale numeric features, one-hot categorical and
+    boolean ones (missing is a category)."""
+    discrete = contract.categorical + contract.boolean
     cls = ESTIMATORS[estimator]
     kwargs = dict(params)
     if "random_state" in cls().get_params():
         kwargs.setdefault("random_state", seed)
+    if estimator == TREES:
+        codes = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
+                               encoded_missing_value=np.nan)
+        floats = StandardScaler(with_mean=False, with_std=False)  # scales nothing: the numbers as floats, NaN kept
+        steps = (("numeric", floats, contract.numeric), ("discrete", codes, discrete))
+        kwargs.setdefault("categorical_features", [False] * len(contract.numeric) + [True] * len(discrete))
+    else:
+        numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+        steps = (("numeric", numeric, contract.numeric),
+                 ("discrete", OneHotEncoder(handle_unknown="ignore", sparse_output=False), discrete))
+    pre = ColumnTransformer([step for step in steps if step[2]], remainder="drop")
     return Pipeline([("preprocess", pre), ("model", cls(**kwargs))])
+
+
+def _is_trees(pipeline: Pipeline) -> bool:
+    return isinstance(pipeline[-1], HistGradientBoostingClassifier) and any(
+        isinstance(t, OrdinalEncoder) for _, t, _ in pipeline[0].transformers)
+
+
+def _distinct(df: pd.DataFrame, rows: np.ndarray, contract: Contract) -> pd.DataFrame:
+    """A few rows holding every distinct value each categorical and boolean feature takes in `rows`: what
+    fitting the preprocessing needs (the encoder's categories are the sorted distinct values; passing numeric
+    features through learns nothing), without copying the table."""
+    discrete = contract.categorical + contract.boolean
+    values = {c: pd.unique(df[c].iloc[rows]) for c in discrete}
+    length = max([1, *(len(v) for v in values.values())])
+    return pd.DataFrame({c: df[c].iloc[rows[:1]].repeat(length).reset_index(drop=True)
+                         if c not in values else pd.Series(np.resize(values[c], length), dtype=df[c].dtype)
+                         for c in contract.feature_columns})
+
+
+def _prepare(pipeline: Pipeline, df: pd.DataFrame, rows: np.ndarray, contract: Contract):
+    """Fit the trees' preprocessing on `rows` and mark which codes the trees split on as categories: a feature
+    with more values than the trees have bins is split on as a number (its code). The fitted preprocessing."""
+    pre, model = pipeline[0], pipeline[-1]
+    pre.fit(_distinct(df, rows, contract))
+    if "discrete" in pre.named_transformers_:
+        native = [sum(not (isinstance(v, float) and np.isnan(v)) for v in c) <= model.max_bins
+                  for c in pre.named_transformers_["discrete"].categories_]
+        model.set_params(categorical_features=[False] * len(contract.numeric) + native)
+    return pre
+
+
+def _transform(pre, df: pd.DataFrame, rows: np.ndarray, features: list[str]) -> np.ndarray:
+    """pre.transform of `rows`, a chunk at a time into one float64 array: no copy of the table."""
+    out = None
+    for start in range(0, len(rows), TRANSFORM_CHUNK):
+        part = pre.transform(df.iloc[rows[start:start + TRANSFORM_CHUNK]][features])
+        if out is None:
+            out = np.empty((len(rows), part.shape[1]), dtype=np.float64)
+        out[start:start + len(part)] = part
+    return out if out is not None else np.empty((0, 0))
+
+
+def _fit(pipeline: Pipeline, df: pd.DataFrame, rows: np.ndarray, contract: Contract,
+         validation: np.ndarray | None = None) -> np.ndarray | None:
+    """Fit `pipeline` on `rows` of `df`; with `validation` rows, return their positive-class probabilities.
+    Trees: the input built a chunk at a time, the validation rows also their early stopping's."""
+    features, y = contract.feature_columns, df[contract.label]
+    if not _is_trees(pipeline):
+        pipeline.fit(df.iloc[rows][features], y.iloc[rows])
+        return None if validation is None else positive_probability(pipeline, df.iloc[validation], contract)
+    pre, model = _prepare(pipeline, df, rows, contract), pipeline[-1]
+    x = _transform(pre, df, rows, features)
+    if validation is None:
+        model.fit(x, y.iloc[rows].to_numpy())
+        return None
+    x_val = _transform(pre, df, validation, features)
+    early = {"X_val": x_val, "y_val": y.iloc[validation].to_numpy()} if model.early_stopping is not False else {}
+    model.fit(x, y.iloc[rows].to_numpy(), **early)
+    return model.predict_proba(x_val)[:, positive_index(model.classes_, contract)]
 
 
 # Where the threshold is tuned: a stratified validation split of the training split, VALIDATION_SHARE of it or
@@ -134,7 +202,7 @@ VALIDATION_SHARE, MAX_VALIDATION_SHARE, MIN_VALIDATION_POSITIVES, OUT_OF_FOLD = 
 @dataclass
 class TrainResult:
     pipeline: Pipeline
-    train: pd.DataFrame
+    train_rows: np.ndarray  # positions of the training split's rows in the table trained on
     holdout: pd.DataFrame
     best_params: dict
     cv_score: float | None
@@ -142,10 +210,11 @@ class TrainResult:
     decision: dict  # the policy, the threshold it chose and the validation figures (components.decision)
 
 
-def _sample(df: pd.DataFrame, label: str, max_rows: int | None, seed: int) -> pd.DataFrame:
-    if not max_rows or len(df) <= max_rows:
-        return df
-    sample, _ = train_test_split(df, train_size=max_rows, stratify=df[label], random_state=seed)
+def _sample(rows: np.ndarray, y: pd.Series, max_rows: int | None, seed: int) -> np.ndarray:
+    """A stratified sample of `rows` (labels `y`) of at most `max_rows`."""
+    if not max_rows or len(rows) <= max_rows:
+        return rows
+    sample, _ = train_test_split(rows, train_size=max_rows, stratify=y, random_state=seed)
     return sample
 
 
@@ -161,31 +230,33 @@ def check_labels(df: pd.DataFrame, contract: Contract) -> None:
                          f"label column {label!r}; values found: {found}")
 
 
-def fit_and_tune(pipeline: Pipeline, train_df: pd.DataFrame, contract: Contract, policy: dict,
+def fit_and_tune(pipeline: Pipeline, df: pd.DataFrame, train_rows: np.ndarray, contract: Contract, policy: dict,
                  seed: int) -> dict:
-    """Fit `pipeline` and choose its threshold on predictions the holdout never contributed to; the decision.
+    """Fit `pipeline` on the training split (`train_rows` of `df`) and choose its threshold on predictions the
+    holdout never contributed to; the decision.
 
     `fixed`: fit on the whole training split, nothing to tune. Otherwise on a validation split carved from the
-    training split (the served model is fit without it), or, when the training split has too few positives
-    for one, on out-of-fold predictions of the whole training split (the served model is fit on all of it)."""
+    training split (the served model is fit without it; trees stop early on it), or, when the training split
+    has too few positives for one, on out-of-fold predictions of the whole training split (the served model is
+    fit on all of it)."""
     features, label = contract.feature_columns, contract.label
     if policy["objective"] == "fixed":
-        pipeline.fit(train_df[features], train_df[label])
+        _fit(pipeline, df, train_rows, contract)
         return {**policy, "validation": None}
-    positives = int(is_positive(train_df[label], contract).sum())
+    y = df[label].iloc[train_rows]
+    positives = int(is_positive(y, contract).sum())
     share = max(VALIDATION_SHARE, MIN_VALIDATION_POSITIVES / max(positives, 1))
     if share <= MAX_VALIDATION_SHARE:
-        fit_df, validation = train_test_split(train_df, test_size=share, stratify=train_df[label],
-                                              random_state=seed)
-        pipeline.fit(fit_df[features], fit_df[label])
-        probability = positive_probability(pipeline, validation, contract)
-        positive, method = is_positive(validation[label], contract), "validation_split"
+        fit_rows, validation = train_test_split(train_rows, test_size=share, stratify=y, random_state=seed)
+        probability = _fit(pipeline, df, fit_rows, contract, validation)
+        positive, method = is_positive(df[label].iloc[validation], contract), "validation_split"
     else:
+        train_df = df.iloc[train_rows]
         folds = StratifiedKFold(OUT_OF_FOLD, shuffle=True, random_state=seed)
         proba = cross_val_predict(pipeline, train_df[features], train_df[label], cv=folds, method="predict_proba")
         probability = proba[:, positive_index(np.unique(train_df[label]), contract)]
         positive, method = is_positive(train_df[label], contract), f"out_of_fold_{OUT_OF_FOLD}"
-        pipeline.fit(train_df[features], train_df[label])
+        _fit(pipeline, df, train_rows, contract)
     threshold = decision.tune(probability, positive, policy)
     figures = decision.figures(probability, positive, threshold, policy)
     return {**policy, "threshold": threshold, "validation": {"method": method, **figures}}
@@ -202,15 +273,19 @@ def train(df: pd.DataFrame, contract: Contract, config: dict, policy: dict | Non
     seed = int(config["seed"])
     label = contract.label
     check_labels(df, contract)
-    train_df, holdout = train_test_split(df, test_size=float(config["test_size"]),
-                                         stratify=df[label], random_state=seed)
+    # positions, not copies: the training split is read where it is, the holdout copied out for evaluation
+    train_rows, holdout_rows = train_test_split(np.arange(len(df)), test_size=float(config["test_size"]),
+                                                stratify=df[label], random_state=seed)
+    holdout = df.iloc[holdout_rows]
     pipeline = build_pipeline(contract, config["estimator"], config.get("params") or {}, seed)
     features = contract.feature_columns
     best_params, cv_score = {}, None
     tuning = config.get("tuning") or {}
     if tuning.get("param_grid"):
         grid = {f"model__{k}": v for k, v in tuning["param_grid"].items()}
-        sample = _sample(train_df, label, tuning.get("max_rows"), seed)
+        sample = df.iloc[_sample(train_rows, df[label].iloc[train_rows], tuning.get("max_rows"), seed)]
+        if _is_trees(pipeline):  # which codes are categories: as the final fit will decide, on the sample
+            _prepare(pipeline, sample, np.arange(len(sample)), contract)
         scoring = tuning.get("scoring", "roc_auc")
         search = GridSearchCV(pipeline, grid, scoring=scorer(scoring, contract),
                               cv=StratifiedKFold(int(tuning.get("cv", 3)), shuffle=True, random_state=seed),
@@ -222,17 +297,17 @@ def train(df: pd.DataFrame, contract: Contract, config: dict, policy: dict | Non
         best_params = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
         cv_score = float(search.best_score_)
         pipeline.set_params(**search.best_params_)
-    chosen = fit_and_tune(pipeline, train_df, contract, policy, seed)
+    chosen = fit_and_tune(pipeline, df, train_rows, contract, policy, seed)
 
     imp_cfg = config.get("importance") or {}
-    imp_df = _sample(holdout, label, imp_cfg.get("max_rows"), seed)
+    imp_df = holdout.iloc[_sample(np.arange(len(holdout)), holdout[label], imp_cfg.get("max_rows"), seed)]
     result = permutation_importance(pipeline, imp_df[features], imp_df[label], scoring=scorer("roc_auc", contract),
                                     n_repeats=int(imp_cfg.get("n_repeats", 3)), random_state=seed, n_jobs=1)
     importances = {f: round(float(v), 6) for f, v in zip(features, result.importances_mean)}
     not_finite = sorted(f for f, v in importances.items() if not np.isfinite(v))
     if not_finite:
         raise ValueError(f"permutation importance is not finite for {not_finite}")
-    return TrainResult(pipeline, train_df, holdout, best_params, cv_score, importances, chosen)
+    return TrainResult(pipeline, train_rows, holdout, best_params, cv_score, importances, chosen)
 
 
 def save_model(result: TrainResult, contract: Contract, path: str) -> str:

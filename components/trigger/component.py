@@ -29,6 +29,7 @@ def trigger_retraining(
     import json
     import os
 
+    from components import memory
     from components.trigger import submit
 
     with open(drift_result.path) as fh:
@@ -46,4 +47,5 @@ def trigger_retraining(
     print(json.dumps(outcome))  # a claim abandoned by a dead runner is in its "warnings", and the child logged it
     if "error" in outcome:
         raise RuntimeError(f"retraining was due but {outcome['reason']}")
+    memory.report()
     return outcome.get("run", "")

@@ -12,8 +12,7 @@ import time
 from datetime import datetime, timezone
 from typing import Callable
 
-from components import registry
-from components.dataio import read_table_and_sha256
+from components import dataio, registry
 from components.registry import version_by_alias
 
 REASON = "automated_drift_detection"
@@ -100,7 +99,7 @@ def _trigger(result: dict, client, model_name: str, training_data_uri: str, subm
     waiting = _pending(tags, status, cooldown_hours, now())
     if waiting:
         return {"submitted": False, "reason": waiting}
-    _, digest = read_table_and_sha256(training_data_uri)
+    digest = dataio.sha256(training_data_uri)
     if digest == production.tags.get("data_sha256"):
         return {"submitted": False, "reason": f"no new labelled data: {training_data_uri} (sha256 {digest}) is the "
                                               f"data production version {production.version} was trained on"}

@@ -15,7 +15,7 @@ def validate_data(
     failure_cases: Output[Artifact],
 ) -> NamedTuple("ValidationOutputs", rows=int, data_sha256=str):
     """Validate `data_uri` against the contract; on failure, fail naming each column, check and values."""
-    from components import contract, dataio
+    from components import contract, dataio, memory
     from components.validate import logic
 
     df, data_sha256 = dataio.read_table_and_sha256(data_uri)
@@ -29,4 +29,5 @@ def validate_data(
     print(result.to_markdown())
     dataio.write_table(clean, validated.path)
     validated.metadata.update({"rows": len(clean), "source": data_uri})
+    memory.report()
     return (len(clean), data_sha256)

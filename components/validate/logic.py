@@ -92,7 +92,7 @@ def validate(df: pd.DataFrame, contract: Contract, source: str = "<data>") -> tu
     report = ValidationReport(source=source, rows=len(df), columns=df.shape[1],
                               contract=f"{contract.name} v{contract.version}")
     try:
-        validated = contract.schema.validate(df, lazy=True)
+        validated = contract.schema.validate(df, lazy=True, inplace=True)  # no copy of the table
     except pa.errors.SchemaErrors as exc:
         report.failures = _failures(exc.failure_cases)
         raise ValidationFailed(report.summary(), report) from None

@@ -180,10 +180,11 @@ def test_a_production_model_that_fails_is_an_error_not_no_baseline(trained, cont
     assert ev.importance_stability(trained.importances, base) == (None, base.error)
 
 
-def test_string_labels_are_evaluated(trained, contract, tmp_path):
+def test_string_labels_are_evaluated(trained, transactions, contract, tmp_path):
     from components.train.logic import train
 
-    data = trained.train.assign(is_fraud=np.where(trained.train["is_fraud"] == 1, "fraud", "legit"))
+    split = transactions.iloc[trained.train_rows]
+    data = split.assign(is_fraud=np.where(split["is_fraud"] == 1, "fraud", "legit"))
     spec = replace(contract, positive_class="fraud")  # alphabetically first: not classes_[1]
     model = train(data, spec, FAST)
     result = ev.evaluate(model.pipeline, str(tmp_path), model.holdout, spec, model.importances,

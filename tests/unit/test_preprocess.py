@@ -67,6 +67,21 @@ def test_numpy_preprocessing_equals_scikit_learns(table):
         np.testing.assert_array_equal(got, expected)  # bit for bit, NaN nowhere
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(tables())
+def test_numpy_preprocessing_of_the_trees_shape_equals_scikit_learns(table):
+    """The gradient-boosted trees' shape (numbers as float64, categories as codes): the same, bit for bit and NaN
+    for NaN (missing and unknown values stay missing for the trees)."""
+    contract, fit_on, serve = table
+    fitted = build_pipeline(contract, "hist_gradient_boosting", {}, 0)[0].fit(fit_on)
+    fast = preprocess.compile(fitted)
+    assert fast is not None
+    expected = fitted.transform(serve)
+    got = fast.transform(serve)
+    assert got.dtype == expected.dtype == np.float64 and got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_an_unknown_preprocessing_is_left_to_scikit_learn():
     from sklearn.compose import ColumnTransformer
     from sklearn.preprocessing import MinMaxScaler, OneHotEncoder

@@ -25,8 +25,11 @@ def test_training_is_reproducible(trained, transactions, contract):
     assert logic.content_sha256(other.pipeline, other.decision) != digest
 
 
-def test_split_is_stratified_and_importances_cover_features(trained, contract):
-    assert abs(trained.holdout["is_fraud"].mean() - trained.train["is_fraud"].mean()) < 0.01
+def test_split_is_stratified_and_importances_cover_features(trained, transactions, contract):
+    train_split = transactions["is_fraud"].iloc[trained.train_rows]
+    assert abs(trained.holdout["is_fraud"].mean() - train_split.mean()) < 0.01
+    assert len(train_split) + len(trained.holdout) == len(transactions)
+    assert not set(trained.holdout.index) & set(transactions.index[trained.train_rows])
     assert set(trained.importances) == set(contract.feature_columns)
     assert trained.best_params["max_leaf_nodes"] in (7, 15)
 
