@@ -252,6 +252,35 @@ def test_numpy_preprocessing_gives_the_pipelines_own_probabilities(contract, tra
     assert not bare.use_numpy_preprocessing(rows.head(5)) and bare.preprocessor is None
 
 
+def test_a_model_of_the_shape_registered_before_still_serves(contract, transactions, tmp_path):
+    """Gradient-boosted trees registered before they split on categories natively (median imputer and scaler,
+    one-hot): saved and loaded as a registered model is, they serve through numpy preprocessing, exactly."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from components.train import logic
+    from serving import model as served_model
+    from tests.unit.test_train import FAST
+
+    result = logic.train(transactions, contract, FAST)
+    before = Pipeline([("preprocess", ColumnTransformer([
+        ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
+         contract.numeric),
+        ("discrete", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+         contract.categorical + contract.boolean)], remainder="drop")),
+        ("model", HistGradientBoostingClassifier(max_iter=30, random_state=0))])
+    rows = result.holdout[contract.feature_columns]
+    before.fit(transactions[contract.feature_columns], transactions["is_fraud"])
+    result.pipeline = before
+    logic.save_model(result, contract, str(tmp_path / "model"))
+    served = served_model.load(str(tmp_path / "model"), schema_uri=None)
+    assert served.preprocessor is not None  # the one-hot shape compiled, as before
+    np.testing.assert_array_equal(served.predict(rows)[1], before.predict_proba(rows)[:, 1])
+
+
 @pytest.mark.parametrize("positive, negative", [(1, 0), ("fraud", "legit"), (True, False)])
 def test_rows_from_the_threshold_on_are_the_positive_class(contract, transactions, positive, negative):
     """The rows just below and exactly at the threshold get opposite labels, the training data's own values (a
