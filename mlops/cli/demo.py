@@ -20,11 +20,13 @@ def add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="the whole loop on this machine: train, serve, drift, retrain, switch",
                           description="Generates data, trains, gates, registers and deploys v1, serves it "
                                       "(mlops serve behind the demo's switch on --port), sends clean then "
-                                      "drifted traffic, runs the drift check after each, retrains v2 on the "
-                                      "drift, deploys it and moves the traffic to it without dropping a "
-                                      "request; then prints a summary. State (MLflow on SQLite, inference "
-                                      "log, runs) in --home, cleared at the next run. Ctrl-C stops every "
-                                      "process it started.")
+                                      "drifted traffic and the outcomes of what was served, runs the "
+                                      "monitoring (drift check, live precision, recall and expected cost per "
+                                      "version) after each, retrains v2 on the served rows labelled by their "
+                                      "outcomes and fresh labelled rows, deploys it and moves the traffic to it "
+                                      "without dropping a request; then prints a summary. State (MLflow on "
+                                      "SQLite, inference log, outcomes, runs) in --home, cleared at the next "
+                                      "run. Ctrl-C stops every process it started.")
     demo.add_argument("--rows", type=int, default=20_000, help="labelled rows of each training (default: 20000; "
                                                                 "the traffic of each phase is min_samples of "
                                                                 "configs/drift.yaml, at most half of it)")

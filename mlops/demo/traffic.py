@@ -155,15 +155,17 @@ class _Forward(BaseHTTPRequestHandler):
 
 # --- traffic ----------------------------------------------------------------------------------------------
 
-def features(rows: int, seed: int, drift: float = 0.0):
-    """Requests' rows: the generator's transactions without the label (never the training rows)."""
+def transactions(rows: int, seed: int, drift: float = 0.0):
+    """Requests' rows: the generator's transactions (never the training rows), without their labels, and the
+    labels, which no request carries: the demo sends them later as the outcomes of the served requests."""
     from mlops import datagen
 
-    return datagen.generate(rows, seed, drift).drop(columns=[datagen.LABEL])
+    table = datagen.generate(rows, seed, drift)
+    return table.drop(columns=[datagen.LABEL]), table[datagen.LABEL].to_numpy()
 
 
-def bodies(frame, model_name: str, seed: int) -> list[tuple[int, bytes]]:
-    """The rows as KServe v1 requests of 1 to 40 rows each: (rows, JSON body)."""
+def bodies(frame, labels, seed: int) -> list[tuple[int, bytes, list]]:
+    """The rows as KServe v1 requests of 1 to 40 rows each: (rows, JSON body, the rows' labels)."""
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     sizes = np.random.default_rng(seed).integers(*ROWS_PER_REQUEST, endpoint=True, size=len(records))
     out, i = [], 0
@@ -171,29 +173,44 @@ def bodies(frame, model_name: str, seed: int) -> list[tuple[int, bytes]]:
         if i >= len(records):
             break
         chunk = records[i:i + size]
-        out.append((len(chunk), json.dumps({"instances": chunk}).encode()))
+        out.append((len(chunk), json.dumps({"instances": chunk}).encode(), labels[i:i + size].tolist()))
         i += size
     return out
 
 
 class Traffic:
-    """Threads sending prediction requests to the switch, counting what was served and what failed."""
+    """Threads sending prediction requests to the switch, each with an X-Request-ID of its own, counting what
+    was served and what failed, and keeping the labels of each served request's rows (its outcomes)."""
 
     def __init__(self, address: tuple[str, int], model_name: str):
         self.address, self.path = address, f"/v1/models/{model_name}:predict"
         self.lock = threading.Lock()
         self.served = self.failed = self.rows = 0
         self.errors: list[str] = []
+        self.answered: list[tuple[str, list]] = []  # (request id as answered, its rows' labels), until taken
 
     def counts(self) -> str:
         return f"requests: {self.served:,} served, {self.failed:,} failed ({self.rows:,} rows)"
 
-    def _send(self, conn: http.client.HTTPConnection, rows: int, body: bytes) -> http.client.HTTPConnection:
+    def outcomes(self, label: str):
+        """The outcomes of the requests served since the last call: request_id, row (the position in the
+        request) and `label`, one row per row served."""
+        import pandas as pd
+
+        with self.lock:
+            taken, self.answered = self.answered, []
+        return pd.DataFrame({"request_id": [rid for rid, labels in taken for _ in labels],
+                             "row": [row for _, labels in taken for row in range(len(labels))],
+                             label: [value for _, labels in taken for value in labels]})
+
+    def _send(self, conn: http.client.HTTPConnection, request_id: str, rows: int, body: bytes,
+              labels: list) -> http.client.HTTPConnection:
         try:
-            conn.request("POST", self.path, body, {"Content-Type": "application/json"})
+            conn.request("POST", self.path, body, {"Content-Type": "application/json", "X-Request-ID": request_id})
             response = conn.getresponse()
             data = response.read()
             ok, why = response.status == 200, f"HTTP {response.status}: {data[:200]!r}"
+            request_id = response.getheader("X-Request-ID") or request_id  # the id the log has
         except OSError as exc:
             ok, why = False, f"{type(exc).__name__}: {exc}"
             conn.close()
@@ -201,15 +218,16 @@ class Traffic:
         with self.lock:
             if ok:
                 self.served, self.rows = self.served + 1, self.rows + rows
+                self.answered.append((request_id, labels))
             else:
                 self.failed += 1
                 self.errors.append(why)
         return conn
 
-    def send(self, requests: list[tuple[int, bytes]], threads: int = 4, stop: threading.Event | None = None,
-             rate: float | None = None) -> None:
+    def send(self, requests: list[tuple[int, bytes, list]], prefix: str, threads: int = 4,
+             stop: threading.Event | None = None, rate: float | None = None) -> None:
         """Send every request once (`threads` at a time), or, with `stop`, in a loop at `rate` per second
-        until it is set."""
+        until it is set; the n-th request sent has the id `<prefix>-<n>`."""
         stop_all = threading.Event()
         cursor = iter(range(10**12))
         lock = threading.Lock()
@@ -222,7 +240,7 @@ class Traffic:
                         i = next(cursor)
                     if stop is None and i >= len(requests):
                         return
-                    conn = self._send(conn, *requests[i % len(requests)])
+                    conn = self._send(conn, f"{prefix}-{i:06d}", *requests[i % len(requests)])
                     if rate:
                         time.sleep(threads / rate)
             finally:
@@ -238,4 +256,3 @@ class Traffic:
                     checkpoint()
         finally:
             stop_all.set()
-

@@ -1,4 +1,7 @@
-"""`mlops demo` as users run it (a real process): the registry history it leaves, a port in use, and Ctrl-C."""
+"""`mlops demo` as users run it (a real process): the registry history it leaves, the outcomes it sends and the
+live performance the monitoring runs measure, v2 trained on the served rows labelled by their outcomes, a port
+in use, and Ctrl-C."""
+import hashlib
 import json
 import re
 import signal
@@ -9,11 +12,13 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import yaml
 from mlflow import MlflowClient
 
 from components import lifecycle
 from components.trigger import logic as trigger
+from mlops import cli, datagen
 from mlops.demo import loop
 from tests.conftest import free_port
 
@@ -83,9 +88,73 @@ def test_the_loop_leaves_its_history_in_the_registry(tmp_path):
 
     assert re.search(r"clean traffic: version 1, 1,100 rows, no_drift", out), out
     assert re.search(r"drifted traffic: version 1, 1,100 rows, retrain", out), out
-    served = re.search(r"requests: ([\d,]+) served \(version 1: ([\d,]+), version 2: ([\d,]+)\), 0 failed", out)
+    served = re.search(r"requests: ([\d,]+) served \(version 1: ([\d,]+), version 2: ([\d,]+)\), 0 failed, "
+                       r"([\d,]+) rows", out)
     assert served and all(int(n.replace(",", "")) > 0 for n in served.groups()), out
     assert f"mlflow ui --backend-store-uri sqlite:///{home.resolve()}/mlflow.db" in out
+
+    outcomes_and_live_performance(home, out, int(served.group(4).replace(",", "")))
+    v2_trained_on_the_served_rows(home, out, v2, tmp_path)
+
+
+def monitoring_results(home: Path) -> list[dict]:
+    """The monitoring runs' results (drift check, with `performance`), in the order they ran."""
+    runs = sorted((home / "pipeline_root").glob("drift-check-*/check-performance/result"))
+    return [json.loads(p.read_text()) for p in runs]
+
+
+def outcomes_and_live_performance(home: Path, out: str, served_rows: int) -> None:
+    # every served row's outcome was ingested: one per (request id, row)
+    parts = (home / "outcomes" / "model=fraud-detection").glob("date=*/*.parquet")
+    stored = pd.concat(pd.read_parquet(p) for p in parts)
+    assert len(stored) == served_rows == len(stored.drop_duplicates(["request_id", "row"]))
+    assert set(stored["is_fraud"]) == {0, 1}
+    assert len(re.findall(r"outcomes: [\d,]+ rows of [\d,]+ served requests ingested", out)) == 3, out
+
+    # the monitoring runs measured version 1 on them; the live minimum of 200 frauds (the default: the test's
+    # gates have no live section) is not met by this traffic
+    checks = monitoring_results(home)
+    assert [(c["decision"], c["reasons"]) for c in checks] == [("no_drift", []), ("retrain", ["drift"])]
+    for check, rows in zip(checks, (1100, 2200)):  # the live window holds every phase so far
+        (version,) = check["performance"]["versions"].items()
+        assert version[0] == "1" and version[1]["labelled"] == version[1]["logged"] == rows, version
+        assert all(version[1]["metrics"][m] is not None for m in ("precision", "recall", "expected_cost"))
+        assert check["performance"]["decision"] == "insufficient_labels"
+    assert re.search(r"live performance: version 1: 1,100 of 1,100 logged rows labelled \([\d,]+ frauds\), "
+                     r"precision \d\.\d{3}, recall \d\.\d{3}, expected cost \d\.\d{3}", out), out
+    assert "monitoring decision: no_drift (reasons: none)" in out, out
+    assert "monitoring decision: retrain (reasons: drift)" in out, out
+    summary = out[out.index("Summary ("):]
+    assert "version   labelled    logged  frauds  precision  recall  expected_cost" in summary, summary
+    assert re.search(r"production version 1: insufficient_labels: waiting for outcomes: \d+ of 200 positives", summary)
+    assert "decision: retrain (reasons: drift); retraining: submitted" in summary, summary
+    after = summary[summary.index("after the switch"):]  # both versions measured once v2 has served
+    assert re.search(r"\n    1 +[\d,]+ +[\d,]+ .*\n    2 +[\d,]+ +[\d,]+ ", after) and "production version 2: " in after
+
+
+def v2_trained_on_the_served_rows(home: Path, out: str, v2, tmp_path: Path) -> None:
+    """v2 trained on the drifted window's served rows as `mlops dataset from-log` builds them, then as many
+    fresh labelled rows as v1 trained on."""
+    table = home / "data" / "retraining-drifted.parquet"
+    assert v2.tags["data_sha256"] == hashlib.sha256(table.read_bytes()).hexdigest()
+    summary = out[out.index("Summary ("):]
+    assert f"v2 trained on {table.resolve()}:" in summary
+    assert re.search(r"1,100 served rows labelled by their outcomes \(\d+ frauds\) \+ 2,000 fresh labelled rows "
+                     r"with drift 0.3: served rows alone are fewer than v1's 2,000", summary), summary
+    drifted = monitoring_results(home)[1]
+    assert cli.main(["dataset", "from-log", "--log-uri", str(home / "inference-log"), "--outcomes-uri",
+                     str(home / "outcomes"), "--until", drifted["performance"]["window"]["checked_at"],
+                     "--window-days", repr(drifted["window_hours"] / 24), "--out", str(tmp_path / "from-log.parquet"),
+                     "--config", str(tmp_path / "production.yaml"), "--gates", str(tmp_path / "gates.yaml"),
+                     "--schema", str(ROOT / "schemas" / "features_v2.json"), "--json"]) == 0
+    from_log, trained = pd.read_parquet(tmp_path / "from-log.parquet"), pd.read_parquet(table)
+    assert len(from_log) == 1100 and len(trained) == 1100 + 2000
+    pd.testing.assert_frame_equal(trained.iloc[:len(from_log)], from_log)
+    # each served row carries its own transaction's label: the drifted traffic as generated
+    sent = datagen.generate(1100, loop.SEED + 2, loop.DRIFT)
+    features = [c for c in sent.columns if c != datagen.LABEL]
+    pd.testing.assert_frame_equal(from_log[list(sent.columns)].sort_values(features).reset_index(drop=True),
+                                  sent.sort_values(features).reset_index(drop=True), check_dtype=False)
 
 
 def test_a_port_in_use_is_refused_before_anything_runs(tmp_path):
@@ -101,7 +170,7 @@ def test_a_port_in_use_is_refused_before_anything_runs(tmp_path):
 
 def test_ctrl_c_stops_every_process_it_started_and_leaves_the_registry_whole(tmp_path):
     process, home, lines = start(tmp_path, free_port())
-    wait_for(lines, "step 2/8", process, 120)
+    wait_for(lines, "step 2/9", process, 120)
     deadline = time.monotonic() + 60
     while len(started := processes_of(home)) < 3:  # the demo, its pipeline process, a step of the pipeline
         assert time.monotonic() < deadline and process.poll() is None, "".join(lines)
