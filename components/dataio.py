@@ -49,11 +49,18 @@ def read_table_and_sha256(uri: str) -> tuple[pd.DataFrame, str]:
     return read_table(uri), digest
 
 
-def write_table(df: pd.DataFrame, uri: str) -> None:
-    """Write a DataFrame as Parquet to a local path or fsspec URL (parent folders created)."""
+def write_table(df: pd.DataFrame, uri: str, chunk_rows: int = 1_000_000) -> None:
+    """Write a DataFrame as Parquet to a local path or fsspec URL (parent folders created), `chunk_rows` rows at a
+    time: Arrow's copy of the table is never whole."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     fs, path = fsspec.core.url_to_fs(uri)
     parent = path.rsplit("/", 1)[0] if "/" in path else ""
     if parent:
         fs.makedirs(parent, exist_ok=True)
-    with fs.open(path, "wb") as fh:
-        df.to_parquet(fh, index=False)
+    schema = pa.Schema.from_pandas(df, preserve_index=False)
+    with fs.open(path, "wb") as fh, pq.ParquetWriter(fh, schema) as writer:
+        for start in range(0, max(len(df), 1), chunk_rows):
+            writer.write_table(pa.Table.from_pandas(df.iloc[start:start + chunk_rows], schema=schema,
+                                                    preserve_index=False))

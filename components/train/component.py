@@ -25,12 +25,13 @@ def train_model(
     import json
 
     from components import contract, dataio, memory
-    from components.profile import build_profile, write_profile
+    from components.profile import write_profile
     from components.train import logic
 
     spec = contract.load(schema_uri)
-    table = dataio.read_table(validated.path, columns=[*spec.feature_columns, spec.label])  # nothing else
-    result = logic.train(table, spec, training_config, decision)
+    # only the contract's columns, held by training alone, which lets the table go before the trees' fit
+    result = logic.train(logic.Table(dataio.read_table(validated.path, columns=[*spec.feature_columns, spec.label])),
+                         spec, training_config, decision, profile_bins)
     digest = logic.save_model(result, spec, model.path)
     model.metadata.update({"framework": "mlflow.sklearn", "model_sha256": digest,
                            "estimator": training_config["estimator"], "best_params": result.best_params})
@@ -44,7 +45,6 @@ def train_model(
         train_metrics.log_metric("cv_score", result.cv_score)
     with open(importances.path, "w") as fh:
         json.dump(result.importances, fh, indent=2)
-    reference_profile.metadata["sha256"] = write_profile(
-        build_profile(table, spec.features, profile_bins, rows=result.train_rows), reference_profile.path)
+    reference_profile.metadata["sha256"] = write_profile(result.profile, reference_profile.path)
     train_metrics.log_metric("peak_rss_mb", memory.report())
     return (digest, logic.config_sha256(training_config))

@@ -22,6 +22,7 @@ from components import decision, modelfile
 from components.contract import MODEL_FILE as CONTRACT_FILE
 from components.contract import Contract
 from components.numbers import finite_number, is_int, whole_numbers
+from components.profile import build_profile
 from components.scoring import SCORES, is_positive, positive_index, positive_probability, scorer
 
 TREES = "hist_gradient_boosting"  # the estimator that splits on categories natively (build_pipeline)
@@ -174,23 +175,31 @@ def _transform(pre, df: pd.DataFrame, rows: np.ndarray, features: list[str]) -> 
     return out if out is not None else np.empty((0, 0))
 
 
-def _fit(pipeline: Pipeline, df: pd.DataFrame, rows: np.ndarray, contract: Contract,
+@dataclass
+class Table:
+    """The table trained on, held in one place so that training can let it go (`frame = None`) once the trees'
+    input is built: the table and the fit's own copies of its input are then never in memory together."""
+    frame: pd.DataFrame | None
+
+
+def _fit(pipeline: Pipeline, table: Table, rows: np.ndarray, contract: Contract,
          validation: np.ndarray | None = None) -> np.ndarray | None:
-    """Fit `pipeline` on `rows` of `df`; with `validation` rows, return their positive-class probabilities.
-    Trees: the input built a chunk at a time, the validation rows also their early stopping's."""
-    features, y = contract.feature_columns, df[contract.label]
+    """Fit `pipeline` on `rows` of the table; with `validation` rows, return their positive-class probabilities.
+    Trees: the input built a chunk at a time (the validation rows also their early stopping's), then the
+    table let go before the fit."""
+    features, label = contract.feature_columns, contract.label
     if not _is_trees(pipeline):
-        pipeline.fit(df.iloc[rows][features], y.iloc[rows])
+        df = table.frame
+        pipeline.fit(df.iloc[rows][features], df[label].iloc[rows])
         return None if validation is None else positive_probability(pipeline, df.iloc[validation], contract)
-    pre, model = _prepare(pipeline, df, rows, contract), pipeline[-1]
-    x = _transform(pre, df, rows, features)
-    if validation is None:
-        model.fit(x, y.iloc[rows].to_numpy())
-        return None
-    x_val = _transform(pre, df, validation, features)
-    early = {"X_val": x_val, "y_val": y.iloc[validation].to_numpy()} if model.early_stopping is not False else {}
-    model.fit(x, y.iloc[rows].to_numpy(), **early)
-    return model.predict_proba(x_val)[:, positive_index(model.classes_, contract)]
+    pre, model = _prepare(pipeline, table.frame, rows, contract), pipeline[-1]
+    x, y = _transform(pre, table.frame, rows, features), table.frame[label].iloc[rows].to_numpy()
+    x_val = None if validation is None else _transform(pre, table.frame, validation, features)
+    y_val = None if validation is None else table.frame[label].iloc[validation].to_numpy()
+    table.frame = None
+    model.fit(x, y, **({"X_val": x_val, "y_val": y_val} if x_val is not None and model.early_stopping is not False
+                       else {}))
+    return None if x_val is None else model.predict_proba(x_val)[:, positive_index(model.classes_, contract)]
 
 
 # Where the threshold is tuned: a stratified validation split of the training split, VALIDATION_SHARE of it or
@@ -208,6 +217,7 @@ class TrainResult:
     cv_score: float | None
     importances: dict[str, float]
     decision: dict  # the policy, the threshold it chose and the validation figures (components.decision)
+    profile: dict  # the reference profile of the training split's raw features (components.profile)
 
 
 def _sample(rows: np.ndarray, y: pd.Series, max_rows: int | None, seed: int) -> np.ndarray:
@@ -230,10 +240,10 @@ def check_labels(df: pd.DataFrame, contract: Contract) -> None:
                          f"label column {label!r}; values found: {found}")
 
 
-def fit_and_tune(pipeline: Pipeline, df: pd.DataFrame, train_rows: np.ndarray, contract: Contract, policy: dict,
+def fit_and_tune(pipeline: Pipeline, table: Table, train_rows: np.ndarray, contract: Contract, policy: dict,
                  seed: int) -> dict:
-    """Fit `pipeline` on the training split (`train_rows` of `df`) and choose its threshold on predictions the
-    holdout never contributed to; the decision.
+    """Fit `pipeline` on the training split (`train_rows` of the table) and choose its threshold on predictions
+    the holdout never contributed to; the decision. The table may be let go (`Table`).
 
     `fixed`: fit on the whole training split, nothing to tune. Otherwise on a validation split carved from the
     training split (the served model is fit without it; trees stop early on it), or, when the training split
@@ -241,49 +251,64 @@ def fit_and_tune(pipeline: Pipeline, df: pd.DataFrame, train_rows: np.ndarray, c
     fit on all of it)."""
     features, label = contract.feature_columns, contract.label
     if policy["objective"] == "fixed":
-        _fit(pipeline, df, train_rows, contract)
+        _fit(pipeline, table, train_rows, contract)
         return {**policy, "validation": None}
-    y = df[label].iloc[train_rows]
+    y = table.frame[label].iloc[train_rows]
     positives = int(is_positive(y, contract).sum())
     share = max(VALIDATION_SHARE, MIN_VALIDATION_POSITIVES / max(positives, 1))
     if share <= MAX_VALIDATION_SHARE:
         fit_rows, validation = train_test_split(train_rows, test_size=share, stratify=y, random_state=seed)
-        probability = _fit(pipeline, df, fit_rows, contract, validation)
-        positive, method = is_positive(df[label].iloc[validation], contract), "validation_split"
+        positive, method = is_positive(table.frame[label].iloc[validation], contract), "validation_split"
+        probability = _fit(pipeline, table, fit_rows, contract, validation)
     else:
-        train_df = df.iloc[train_rows]
+        train_df = table.frame.iloc[train_rows]
         folds = StratifiedKFold(OUT_OF_FOLD, shuffle=True, random_state=seed)
         proba = cross_val_predict(pipeline, train_df[features], train_df[label], cv=folds, method="predict_proba")
         probability = proba[:, positive_index(np.unique(train_df[label]), contract)]
         positive, method = is_positive(train_df[label], contract), f"out_of_fold_{OUT_OF_FOLD}"
-        _fit(pipeline, df, train_rows, contract)
+        del train_df
+        _fit(pipeline, table, train_rows, contract)
     threshold = decision.tune(probability, positive, policy)
     figures = decision.figures(probability, positive, threshold, policy)
     return {**policy, "threshold": threshold, "validation": {"method": method, **figures}}
 
 
-def train(df: pd.DataFrame, contract: Contract, config: dict, policy: dict | None = None) -> TrainResult:
-    """Stratified split, optional grid search on a sample, then the fit and the decision threshold of
-    `policy` (components.decision; default: fixed at 0.5) by fit_and_tune.
+def _split(df: pd.DataFrame, contract: Contract, config: dict, seed: int, bins: int):
+    """(training split's row positions, holdout (a copy), the reference profile of the training split's raw
+    features, the grid search's stratified sample (a copy) or None)."""
+    label, tuning = contract.label, config.get("tuning") or {}
+    check_labels(df, contract)
+    # positions, not copies: the training split is read where it is, the holdout copied out for evaluation
+    train_rows, holdout_rows = train_test_split(np.arange(len(df)), test_size=float(config["test_size"]),
+                                                stratify=df[label], random_state=seed)
+    profile = build_profile(df, contract.features, bins, rows=train_rows)
+    sample = df.iloc[_sample(train_rows, df[label].iloc[train_rows], tuning.get("max_rows"), seed)] \
+        if tuning.get("param_grid") else None
+    return train_rows, df.iloc[holdout_rows], profile, sample
 
-    Every score (grid search, permutation importance) is of the contract's positive class.
+
+def train(data: pd.DataFrame | Table, contract: Contract, config: dict, policy: dict | None = None,
+          profile_bins: int = 10) -> TrainResult:
+    """Stratified split, optional grid search on a sample, then the fit and the decision threshold of
+    `policy` (components.decision; default: fixed at 0.5) by fit_and_tune, and the reference profile of the
+    training split's raw features (`profile_bins` quantile bins).
+
+    `data`: the table, or a Table holding the only reference to it, which training lets go before the trees'
+    fit. Every score (grid search, permutation importance) is of the contract's positive class.
     """
     policy = decision.check_decision(policy)
     config = check_config(config)
     seed = int(config["seed"])
     label = contract.label
-    check_labels(df, contract)
-    # positions, not copies: the training split is read where it is, the holdout copied out for evaluation
-    train_rows, holdout_rows = train_test_split(np.arange(len(df)), test_size=float(config["test_size"]),
-                                                stratify=df[label], random_state=seed)
-    holdout = df.iloc[holdout_rows]
+    table = data if isinstance(data, Table) else Table(data)
+    del data
+    train_rows, holdout, profile, sample = _split(table.frame, contract, config, seed, profile_bins)
     pipeline = build_pipeline(contract, config["estimator"], config.get("params") or {}, seed)
     features = contract.feature_columns
     best_params, cv_score = {}, None
     tuning = config.get("tuning") or {}
     if tuning.get("param_grid"):
         grid = {f"model__{k}": v for k, v in tuning["param_grid"].items()}
-        sample = df.iloc[_sample(train_rows, df[label].iloc[train_rows], tuning.get("max_rows"), seed)]
         if _is_trees(pipeline):  # which codes are categories: as the final fit will decide, on the sample
             _prepare(pipeline, sample, np.arange(len(sample)), contract)
         scoring = tuning.get("scoring", "roc_auc")
@@ -297,7 +322,8 @@ def train(df: pd.DataFrame, contract: Contract, config: dict, policy: dict | Non
         best_params = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
         cv_score = float(search.best_score_)
         pipeline.set_params(**search.best_params_)
-    chosen = fit_and_tune(pipeline, df, train_rows, contract, policy, seed)
+    del sample
+    chosen = fit_and_tune(pipeline, table, train_rows, contract, policy, seed)
 
     imp_cfg = config.get("importance") or {}
     imp_df = holdout.iloc[_sample(np.arange(len(holdout)), holdout[label], imp_cfg.get("max_rows"), seed)]
@@ -307,7 +333,7 @@ def train(df: pd.DataFrame, contract: Contract, config: dict, policy: dict | Non
     not_finite = sorted(f for f, v in importances.items() if not np.isfinite(v))
     if not_finite:
         raise ValueError(f"permutation importance is not finite for {not_finite}")
-    return TrainResult(pipeline, train_rows, holdout, best_params, cv_score, importances, chosen)
+    return TrainResult(pipeline, train_rows, holdout, best_params, cv_score, importances, chosen, profile)
 
 
 def save_model(result: TrainResult, contract: Contract, path: str) -> str:
