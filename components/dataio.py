@@ -13,14 +13,17 @@ class DataError(ValueError):
 
 def read_table(uri: str, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a Parquet or CSV table (by extension; Parquet otherwise) into a DataFrame; only `columns`, if given."""
+    import pyarrow.parquet as pq
+
     lower = uri.lower()
     is_csv = lower.endswith((".csv", ".csv.gz"))
     try:
         if is_csv:
             df = pd.read_csv(uri, usecols=columns, compression="infer")
-        else:
+        else:  # Arrow's buffers freed column by column as pandas takes them over: the table is never twice
             with fsspec.open(uri, "rb") as fh:
-                df = pd.read_parquet(fh, columns=columns)
+                df = pq.read_table(fh, columns=columns).to_pandas(self_destruct=True, split_blocks=True)
+            release_unused()
     except FileNotFoundError as exc:
         raise DataError(f"{uri}: file not found") from exc
     except pd.errors.EmptyDataError as exc:
@@ -31,6 +34,14 @@ def read_table(uri: str, columns: list[str] | None = None) -> pd.DataFrame:
     if df.empty:
         raise DataError(f"{uri}: the table has no rows")
     return df
+
+
+def release_unused() -> None:
+    """Give the memory Arrow's pool keeps from freed tables back to the system: a table read from Parquet is
+    backed by Arrow's buffers, which its pool does not return on its own when the table goes."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def sha256(uri: str) -> str:

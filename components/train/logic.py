@@ -18,7 +18,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_pre
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from components import decision, modelfile
+from components import dataio, decision, modelfile
 from components.contract import MODEL_FILE as CONTRACT_FILE
 from components.contract import Contract
 from components.numbers import finite_number, is_int, whole_numbers
@@ -197,6 +197,7 @@ def _fit(pipeline: Pipeline, table: Table, rows: np.ndarray, contract: Contract,
     x_val = None if validation is None else _transform(pre, table.frame, validation, features)
     y_val = None if validation is None else table.frame[label].iloc[validation].to_numpy()
     table.frame = None
+    dataio.release_unused()
     model.fit(x, y, **({"X_val": x_val, "y_val": y_val} if x_val is not None and model.early_stopping is not False
                        else {}))
     return None if x_val is None else model.predict_proba(x_val)[:, positive_index(model.classes_, contract)]
