@@ -22,7 +22,8 @@ def files(uri: str, model_name: str, since: datetime, until: datetime) -> tuple[
                  if p.rsplit("/", 1)[-1].startswith("hour=")]
         first, last = f"{since:%Y-%m-%dT%H}", f"{until:%Y-%m-%dT%H}"
         hours = sorted(p for p in hours if first <= p.rsplit("=", 1)[-1] <= last)
-        return fs, [path for hour in hours for path in sorted(fs.glob(f"{hour}/*.parquet"))]
+        # fs.ls, not fs.glob: a glob compiles a regular expression per folder (re's cache holds 512)
+        return fs, [path for hour in hours for path in sorted(fs.ls(hour, detail=False)) if path.endswith(".parquet")]
     except LogError:
         raise
     except Exception as exc:  # noqa: BLE001 - OSError, or a cloud SDK's own (no credentials, ...)
