@@ -39,6 +39,18 @@ def contract():
 
 
 @pytest.fixture(scope="session")
+def words(contract):
+    """The worked example's contract with string labels "fraud" / "legit", positive class "fraud"."""
+    doc = contract.to_dict()
+    doc["positive_class"] = "fraud"
+    column = doc["pandera"]["columns"]["is_fraud"]
+    column["dtype"] = "str"
+    column["checks"] = [{"value": ["fraud", "legit"], "options": {"check_name": "isin", "raise_warning": False,
+                                                                  "ignore_na": True}}]
+    return contract_mod.parse(doc)
+
+
+@pytest.fixture(scope="session")
 def transactions():
     """3,000 generated transactions (copy before changing)."""
     return datagen.generate(3000, seed=11)

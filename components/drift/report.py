@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+from components import charts
+
 FONT, ANGLE = 10, 45  # x labels: font size (px), rotated this many degrees up to the left, ending at their bin
 CHAR = 0.62 * FONT  # a generous average glyph width: the label's length in px, to size the margins
 SHORT = 24  # longer labels are shortened with an ellipsis, unless that makes two alike (the full one is in a title)
@@ -32,14 +34,6 @@ def _shown(labels: list[str]) -> list[str]:
     return labels
 
 
-def _ticks(top: float) -> list[float]:
-    """0 and round steps (1, 2, 2.5 or 5 times a power of ten), at most 6 of them, up to at least `top`."""
-    top = max(top, 1e-6)
-    power = 10.0 ** math.floor(math.log10(top / 5))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if top / (m * power) <= 5)
-    return [i * step for i in range(math.ceil(top / step - 1e-9) + 1)]
-
-
 def _percent(share: float, step: float) -> str:
     digits = next((d for d in range(6) if abs(round(step * 100, d) - step * 100) < 1e-9), 6)
     return f"{share * 100:.{digits}f} %"
@@ -59,14 +53,9 @@ def _svg(labels: list[str], reference: list[float], current: list[float]) -> str
     bottom = top_pad + plot_h
     height = bottom + 12 + max((len(s) * CHAR * sin + FONT for s in shown), default=0)
     width = left + n * step + 12
-    ticks = _ticks(max([*reference, *current, 0.0]))
+    ticks = charts.ticks(max([*reference, *current, 0.0]))
     y = lambda share: bottom - plot_h * share / ticks[-1]  # noqa: E731
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" role="img" '
-             f'font-family="sans-serif" font-size="{FONT}">']
-    for t in ticks:
-        parts.append(f'<line x1="{left:.1f}" y1="{y(t):.1f}" x2="{left + n * step:.1f}" y2="{y(t):.1f}" '
-                     f'stroke="{"#333" if t == 0 else "#e3e3e3"}"/><text class="ytick" x="{left - 5:.1f}" '
-                     f'y="{y(t) + 3.5:.1f}" text-anchor="end">{_percent(t, ticks[1])}</text>')
+    parts = charts.grid(width, height, FONT, ticks, left, left + n * step, y, lambda t: _percent(t, ticks[1]))
     parts.append(f'<line x1="{left:.1f}" y1="{top_pad - 4}" x2="{left:.1f}" y2="{bottom}" stroke="#333"/>'
                  f'<text x="12" y="{top_pad + plot_h / 2:.1f}" text-anchor="middle" '
                  f'transform="rotate(-90 12 {top_pad + plot_h / 2:.1f})">share of rows</text>')

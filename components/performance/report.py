@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from html import escape
 
+from components import charts
+
 FONT, ANGLE = 10, 45  # x labels: font size (px) and rotation (degrees, up to the left, ending at their day)
 COLORS = (("#c8c8c8", "logged rows"), ("#337ab7", "labelled rows"))
 STYLE = ("<style>.live-performance table{border-collapse:collapse;margin:.3em 0 .8em}"
@@ -88,14 +90,6 @@ def _metrics_table(v: dict) -> str:
     return _table(head, rows)
 
 
-def _ticks(top: float) -> list[float]:
-    """0 and round steps (1, 2, 2.5 or 5 times a power of ten, at least 1), at most 6 of them, up to `top`."""
-    top = max(top, 1.0)
-    power = 10.0 ** math.floor(math.log10(max(top / 5, 1)))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if top / (m * power) <= 5)
-    return [i * step for i in range(math.ceil(top / step - 1e-9) + 1)]
-
-
 def _chart(days: list[dict]) -> str:
     """Per day a bar of logged rows with the labelled rows overlaid; a count axis with gridlines; dates rotated,
     every k-th labelled so that neighbours are at least 24 px apart along x (17 px across the text)."""
@@ -113,15 +107,10 @@ def _chart(days: list[dict]) -> str:
     left = max(left, longest * 0.62 * FONT * math.cos(math.radians(ANGLE)) - step / 2 + 4)
     count = [(d.get("logged") if _number(d.get("logged")) else 0, d.get("labelled") if _number(d.get("labelled"))
               else 0) for d in days]
-    ticks = _ticks(max(max(c) for c in count))
+    ticks = charts.ticks(max(max(c) for c in count), whole=True)
     y = lambda v: bottom - plot_h * max(v, 0) / ticks[-1]  # noqa: E731
     width = left + max(n * step + 12, 260)  # room for the legend when there are few days
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" role="img" '
-             f'font-family="sans-serif" font-size="{FONT}">']
-    for t in ticks:
-        parts.append(f'<line x1="{left:.1f}" y1="{y(t):.1f}" x2="{left + n * step:.1f}" y2="{y(t):.1f}" '
-                     f'stroke="{"#333" if t == 0 else "#e3e3e3"}"/><text class="ytick" x="{left - 5:.1f}" '
-                     f'y="{y(t) + 3.5:.1f}" text-anchor="end">{t:,.0f}</text>')
+    parts = charts.grid(width, height, FONT, ticks, left, left + n * step, y, lambda t: f"{t:,.0f}")
     parts.append(f'<line x1="{left:.1f}" y1="{top_pad - 4}" x2="{left:.1f}" y2="{bottom}" stroke="#333"/>'
                  f'<text x="12" y="{top_pad + plot_h / 2:.1f}" text-anchor="middle" '
                  f'transform="rotate(-90 12 {top_pad + plot_h / 2:.1f})">rows per day</text>')

@@ -8,8 +8,9 @@ import pyarrow as pa
 import pytest
 
 from components import contract
+from components.charts import ticks as _ticks
 from components.drift import logic
-from components.drift.report import CHAR, _percent, _ticks, render_html
+from components.drift.report import CHAR, _percent, render_html
 from components.profile import build_profile
 from mlops.datagen import generate
 

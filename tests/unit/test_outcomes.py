@@ -15,18 +15,6 @@ def spec():
     return contract.load(SCHEMA)
 
 
-@pytest.fixture(scope="module")
-def words(spec):
-    """The same contract with string labels "fraud"/"legit"."""
-    doc = spec.to_dict()
-    doc["positive_class"] = "fraud"
-    column = doc["pandera"]["columns"]["is_fraud"]
-    column["dtype"] = "str"
-    column["checks"] = [{"value": ["fraud", "legit"], "options": {"check_name": "isin", "raise_warning": False,
-                                                                  "ignore_na": True}}]
-    return contract.parse(doc)
-
-
 def files(root):
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.parquet"))
 

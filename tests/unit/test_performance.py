@@ -53,16 +53,6 @@ def spec():
     return contract.load(str(SCHEMA))
 
 
-@pytest.fixture(scope="module")
-def words(spec):
-    """The same contract with string labels "fraud" / "legit", positive class "fraud"."""
-    doc = spec.to_dict()
-    doc["positive_class"] = "fraud"
-    column = doc["pandera"]["columns"]["is_fraud"]
-    column["dtype"] = "str"
-    column["checks"] = [{"value": ["fraud", "legit"], "options": {"check_name": "isin", "raise_warning": False,
-                                                                  "ignore_na": True}}]
-    return contract.parse(doc)
 
 
 def write_log(root, rows) -> None:
