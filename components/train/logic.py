@@ -122,8 +122,7 @@ def build_pipeline(contract: Contract, estimator: str, params: dict, seed: int) 
     if "random_state" in cls().get_params():
         kwargs.setdefault("random_state", seed)
     if estimator == TREES:
-        codes = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
-                               encoded_missing_value=np.nan)
+        codes = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan)
         floats = StandardScaler(with_mean=False, with_std=False)  # scales nothing: the numbers as floats, NaN kept
         steps = (("numeric", floats, contract.numeric), ("discrete", codes, discrete))
         kwargs.setdefault("categorical_features", [False] * len(contract.numeric) + [True] * len(discrete))
@@ -153,14 +152,25 @@ def _distinct(df: pd.DataFrame, rows: np.ndarray, contract: Contract) -> pd.Data
 
 
 def _prepare(pipeline: Pipeline, df: pd.DataFrame, rows: np.ndarray, contract: Contract):
-    """Fit the trees' preprocessing on `rows` and mark which codes the trees split on as categories: a feature
-    with more values than the trees have bins is split on as a number (its code). The fitted preprocessing."""
+    """Fit the trees' preprocessing on `rows`; the trees split on codes as categories, except a feature with more
+    values than bins: its code as a number, text values coded by their positive share among `rows`."""
     pre, model = pipeline[0], pipeline[-1]
     pre.fit(_distinct(df, rows, contract))
-    if "discrete" in pre.named_transformers_:
-        native = [sum(not (isinstance(v, float) and np.isnan(v)) for v in c) <= model.max_bins
-                  for c in pre.named_transformers_["discrete"].categories_]
-        model.set_params(categorical_features=[False] * len(contract.numeric) + native)
+    if "discrete" not in pre.named_transformers_:
+        return pre
+    discrete = contract.categorical + contract.boolean
+    categories = list(pre.named_transformers_["discrete"].categories_)
+    native = [sum(not pd.isna(v) for v in c) <= model.max_bins for c in categories]
+    wide = [i for i, c in enumerate(categories) if not native[i] and c.dtype.kind == "O"]
+    if wide:  # a split on the code then parts riskier values from safer ones
+        positive = pd.Series(is_positive(df[contract.label].iloc[rows], contract).astype(float))
+        for i in wide:
+            rate = positive.groupby(df[discrete[i]].iloc[rows].to_numpy()).mean()
+            values = sorted((v for v in categories[i] if not pd.isna(v)), key=lambda v: (rate.get(v, 0.0), str(v)))
+            categories[i] = np.array(values + [v for v in categories[i] if pd.isna(v)], dtype=object)
+        pipeline.set_params(preprocess__discrete__categories=[c.tolist() for c in categories])
+        pre.fit(_distinct(df, rows, contract))
+    model.set_params(categorical_features=[False] * len(contract.numeric) + native)
     return pre
 
 

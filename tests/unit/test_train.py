@@ -177,3 +177,37 @@ def test_a_validation_split_when_positives_allow_and_costs_change_the_model(cont
     assert logic.content_sha256(cheaper.pipeline, cheaper.decision) != logic.content_sha256(result.pipeline,
                                                                                              result.decision)
 
+
+
+def test_a_text_feature_with_more_values_than_bins_is_coded_by_its_risk():
+    """600 merchants, every seventh risky: more values than the trees have bins, so the trees split on the code as
+    a number; coded by each value's positive share in training, one split parts the risky merchants from the rest
+    (coded in the values' sorted order, the model would barely beat chance). Serving's numpy form agrees."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from components.scoring import positive_probability
+    from serving import preprocess
+
+    rng = np.random.default_rng(3)
+    merchant = rng.integers(0, 600, 20000)
+    risky = merchant % 7 == 0
+    table = pd.DataFrame({"merchant": [f"m{m:04d}" for m in merchant], "amount": rng.lognormal(3, 1, 20000),
+                          "label": np.where(rng.random(20000) < np.where(risky, 0.35, 0.05), "yes", "no")})
+    spec = parse({"name": "claims", "version": "1", "label": "label", "positive_class": "yes",
+                  "features": {"merchant": "categorical", "amount": "numeric"},
+                  "pandera": {"schema_type": "dataframe", "columns": {
+                      "merchant": {"dtype": "str", "nullable": False},
+                      "amount": {"dtype": "float64", "nullable": False},
+                      "label": {"dtype": "str", "nullable": False}}}})
+    trained = logic.train(table, spec, {**FAST, "tuning": {}})
+    assert trained.pipeline[-1].categorical_features == [False, False]  # amount; merchant as a number
+    order = list(trained.pipeline[0].named_transformers_["discrete"].categories_[0])
+    share = table.groupby("merchant")["label"].apply(lambda s: (s == "yes").mean())
+    assert share[order[:100]].mean() < 0.1 < 0.25 < share[order[-100:]].mean()
+    holdout = trained.holdout
+    assert roc_auc_score(holdout["label"] == "yes", positive_probability(trained.pipeline, holdout, spec)) > 0.7
+    rows = holdout[spec.feature_columns]
+    np.testing.assert_array_equal(preprocess.compile(trained.pipeline[0]).transform(rows),
+                                  trained.pipeline[0].transform(rows))
